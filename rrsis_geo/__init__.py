@@ -1,0 +1,3 @@
+"""rrsis_geo: referring remote sensing image segmentation over georeferenced rasters."""
+
+__version__ = "0.1.0"

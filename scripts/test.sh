@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The whole test suite, QGIS tests included, on a fresh machine: set up .venv, then pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export QT_QPA_PLATFORM=offscreen
+exec .venv/bin/python -m pytest "$@"
