@@ -1,0 +1,1 @@
+"""Training and evaluation of the rrsis architectures (see training/README.md)."""

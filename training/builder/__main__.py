@@ -1,0 +1,8 @@
+"""``python -m training.builder``."""
+
+import sys
+
+from training.builder.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,423 @@
+"""The training loop: AdamW + poly schedule, bf16 autocast, gradient clipping, DDP, resume, best-on-val.
+
+One process per GPU under ``torchrun`` (or one CPU process per rank with gloo); a single
+process otherwise. ``train.batch_size`` is the *global* batch, split evenly over the processes,
+so a config means the same optimisation whatever the number of GPUs: the processes see disjoint
+shares of the same shuffled order (``DistributedSampler``, also used single-process so that the
+order does not depend on the world size) and DDP averages their gradients.
+
+Everything random is re-seeded at the start of every epoch from ``(seed, epoch, rank)``; this is
+the RNG part of the resume state: a run resumed at epoch ``e`` draws exactly what an
+uninterrupted run draws from epoch ``e`` on.
+
+Only the main process writes: ``OUT/last`` (resume point) after every epoch, ``OUT/best``
+whenever validation mIoU improves, ``OUT/iterations.csv``, ``OUT/epochs.csv``,
+``OUT/train_config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from rrsis_geo.errors import CheckpointError, InputError
+
+from . import distributed as dist_utils
+from .checkpoints import load_optimizer, load_weights, read_training_state, write_checkpoint
+from .datasets import build_dataset, collate
+from .datasets.stats import model_gsd, read_stats, training_gsd, vocabulary_words
+from .evaluate import ShardSampler, autocast, evaluate_loader
+from .losses import ReferringSegmentationLoss
+from .metrics import results_from_rows, results_to_rows, summarize
+from .modeling import (
+    build_training_model,
+    encoders_without_weights,
+    external_weights,
+    freeze,
+    frozen_modules,
+    load_model_tokenizer,
+    resolve_model_config,
+    set_train_mode,
+    torch_dtype,
+)
+from .optim import PolySchedule, build_optimizer
+from .runlog import RunLogger
+
+LAST, BEST = "last", "best"
+RUN_CONFIG = "train_config.json"
+
+
+def seed_everything(seed: int, *streams: int) -> None:
+    """Seed Python, NumPy and torch from ``seed`` and extra stream numbers (epoch, rank)."""
+    value = int(np.random.SeedSequence([int(seed), *map(int, streams)]).generate_state(1)[0])
+    random.seed(value)
+    np.random.seed(value)
+    torch.manual_seed(value)
+
+
+class TrainForward(nn.Module):
+    """Makes ``forward_train`` the ``forward`` that DDP wraps (DDP only synchronises ``forward``)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Dict[str, torch.Tensor]:
+        if hasattr(self.model, "forward_train"):
+            return self.model.forward_train(images, input_ids, attention_mask)
+        return {"logits": self.model(images, input_ids, attention_mask)}
+
+
+def diverged(loss: float, iteration: int) -> InputError:
+    """The error for a loss that is no longer finite (a setting the user can change caused it)."""
+    return InputError(
+        f"training diverged: the loss is {loss} by iteration {iteration}; lower optim.lr / optim.encoder_lr "
+        "or set optim.grad_clip, and start again (last/ holds the latest finite epoch)"
+    )
+
+
+def resolve_precision(setting: str, device: torch.device) -> str:
+    """``bf16`` on CUDA (when the GPU supports it and the config allows), ``fp32`` otherwise."""
+    if device.type != "cuda" or setting == "fp32":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+
+
+class Trainer:
+    """Runs one training job described by a validated config (see :mod:`training.config`)."""
+
+    def __init__(self, cfg: Mapping[str, Any], out_dir: Path, ctx: dist_utils.DistContext, *, resume: bool = False, overwrite: bool = False):
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.ctx = ctx
+        self.device = ctx.device
+        train = cfg["train"]
+        if train["batch_size"] % ctx.world_size:
+            raise InputError(
+                f"train.batch_size {train['batch_size']} is the global batch and must divide evenly over "
+                f"{ctx.world_size} processes"
+            )
+        self.local_batch = train["batch_size"] // ctx.world_size
+        self.precision = resolve_precision(train["precision"], self.device)
+        self._check_out_dir(resume, overwrite)
+        self.log = RunLogger(self.out, ctx.is_main, cfg["log"]["tensorboard"])
+        if train["num_threads"]:
+            torch.set_num_threads(int(train["num_threads"]))
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
+
+        seed_everything(cfg["seed"])  # identical model initialisation on every rank
+        self.model_config = resolve_model_config(cfg["model"])
+        self.tokenizer = load_model_tokenizer(self.model_config)
+        self._build_data()
+        self._build_model()
+        self.optimizer = build_optimizer(self.model, cfg["optim"])
+        self.schedule = PolySchedule(self.optimizer, train["epochs"] * len(self.train_loader), cfg["optim"]["poly_power"])
+        self.criterion = ReferringSegmentationLoss(**cfg["loss"]).to(self.device)
+        self.start_epoch = 0
+        self.best: Dict[str, Any] = {"mIoU": -math.inf, "epoch": None}
+        self.history: List[Dict[str, Any]] = []
+        if resume:
+            self._resume()
+        self._prepare_out_dir(fresh=not resume)
+        self.step_module = self._wrap_ddp()
+
+    # -- setup ----------------------------------------------------------------------------------
+    def _check_out_dir(self, resume: bool, overwrite: bool) -> None:
+        has_run = (self.out / LAST).exists() or (self.out / BEST).exists()
+        if resume and not (self.out / LAST).exists():
+            raise InputError(f"nothing to resume: {self.out / LAST} does not exist; run without --resume")
+        if has_run and not resume and not overwrite:
+            raise InputError(
+                f"{self.out} already holds a training run; pass --resume to continue it, --overwrite to "
+                "start again over it, or choose another --out"
+            )
+
+    def _build_data(self) -> None:
+        data = self.cfg["data"]
+        self.train_set = build_dataset(data, data["train_split"], self.tokenizer, self.model_config)
+        self.sampler = DistributedSampler(
+            self.train_set, num_replicas=self.ctx.world_size, rank=self.ctx.rank, shuffle=True, seed=int(self.cfg["seed"])
+        )
+        workers = int(data["num_workers"])
+        loader_args = dict(
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=workers > 0,
+            collate_fn=collate,
+        )
+        self.train_loader = DataLoader(self.train_set, batch_size=self.local_batch, sampler=self.sampler, drop_last=True, **loader_args)
+        if len(self.train_loader) == 0:
+            raise InputError(
+                f"the training split has {len(self.train_set)} samples, fewer than one batch of "
+                f"{self.local_batch} per process; lower train.batch_size"
+            )
+        # ground sample distance of what the model sees (stored GSD scaled to the input size)
+        input_size = int(self.model_config["input_size"])
+        if data["gsd_m"] is not None:
+            self.trained_gsd = model_gsd(data["gsd_m"], self.train_set.image_width(0), input_size)
+        else:
+            self.trained_gsd = training_gsd(Path(data["root"]), data["train_split"], input_size)
+        self.val_set = None
+        if data["val_split"]:
+            self.val_set = build_dataset(data, data["val_split"], self.tokenizer, self.model_config, return_gt=True)
+            eval_batch = int(self.cfg["train"]["eval_batch_size"] or self.local_batch)
+            self.val_loader = DataLoader(
+                self.val_set,
+                batch_size=eval_batch,
+                sampler=ShardSampler(len(self.val_set), self.ctx.rank, self.ctx.world_size),
+                **loader_args,
+            )
+
+    def _build_model(self) -> None:
+        model_cfg = self.cfg["model"]
+        self.pretrained_loaded = bool(model_cfg["load_pretrained"])
+        if self.pretrained_loaded:
+            for module in encoders_without_weights(self.model_config):
+                section = "vision" if module == "vision_encoder" else "text"
+                self.log.info(
+                    f"WARNING: {section}.pretrained is null, so {module} starts from random weights; the papers "
+                    f"start from pretrained encoders: set model.overrides.{section}.pretrained to a local weights path"
+                )
+        model = build_training_model(self.model_config, self.pretrained_loaded)
+        self.frozen = frozen_modules(self.model_config, list(model_cfg["freeze"]))
+        freeze(model, self.frozen)
+        model.to(self.device)
+        if self.ctx.distributed and self.device.type == "cuda" and self.cfg["train"]["sync_batchnorm"]:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.external = (
+            external_weights(self.model_config, self.frozen, self.pretrained_loaded)
+            if self.cfg["save"]["reference_frozen_encoders"]
+            else []
+        )
+        n_train = sum(p.numel() for p in self.trainable)
+        n_all = sum(p.numel() for p in model.parameters())
+        self.log.info(
+            f"model {self.model_config.get('name', self.model_config['architecture'])}: {n_all / 1e6:.2f} M parameters, "
+            f"{n_train / 1e6:.2f} M trained; frozen: {', '.join(self.frozen) or 'none'}; device {self.device}, "
+            f"{self.precision}, {self.ctx.world_size} process(es), batch {self.cfg['train']['batch_size']} "
+            f"({self.local_batch} per process)"
+        )
+
+    def _wrap_ddp(self) -> nn.Module:
+        step = TrainForward(self.model)
+        if not self.ctx.distributed:
+            return step
+        return nn.parallel.DistributedDataParallel(
+            step,
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=bool(self.cfg["train"]["find_unused_parameters"]),
+        )
+
+    def _prepare_out_dir(self, fresh: bool) -> None:
+        """Create ``OUT`` (only once everything else is set up), clear old logs of a fresh run."""
+        if self.ctx.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            if fresh:
+                for name in ("iterations.csv", "epochs.csv"):
+                    (self.out / name).unlink(missing_ok=True)
+            record = {"config": self.cfg, "model_config": self.model_config}
+            (self.out / RUN_CONFIG).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+        dist_utils.barrier(self.ctx)
+
+    def _resume(self) -> None:
+        last = self.out / LAST
+        recorded = self.out / RUN_CONFIG
+        if recorded.is_file():
+            previous = json.loads(recorded.read_text(encoding="utf-8")).get("model_config")
+            if previous != json.loads(json.dumps(self.model_config, default=str)):
+                raise CheckpointError(
+                    f"the model config differs from the one {self.out} was trained with; "
+                    "resume with the same config or start a new run"
+                )
+        state = read_training_state(last)
+        load_weights(self.model, last, [e["prefix"] for e in self.external])
+        load_optimizer(self.optimizer, last, state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        if state["schedule"].get("total") != self.schedule.total:
+            self.log.info(
+                f"the schedule now spans {self.schedule.total} iterations (was {state['schedule'].get('total')}): "
+                "the learning rate follows the new length from here"
+            )
+        self.start_epoch = int(state["epoch"])
+        best = state.get("best") or {}
+        self.best = {"mIoU": -math.inf if best.get("mIoU") is None else float(best["mIoU"]), "epoch": best.get("epoch")}
+        self.history = list(state.get("history", []))
+        self.log.info(f"resumed {last} after epoch {self.start_epoch} (iteration {self.schedule.iteration})")
+
+    # -- loop -----------------------------------------------------------------------------------
+    def fit(self, stop_after: Optional[int] = None) -> Dict[str, Any]:
+        """Train up to the configured epochs (at most ``stop_after`` of them in this call).
+
+        ``stop_after`` serves jobs with a wall-time limit: the schedule still spans all epochs,
+        and ``--resume`` continues exactly where this call stopped. Returns a summary.
+        """
+        epochs = int(self.cfg["train"]["epochs"])
+        if self.start_epoch >= epochs:
+            self.log.info(f"already trained for {self.start_epoch} epochs (of {epochs}); nothing to do")
+        end = epochs if stop_after is None else min(epochs, self.start_epoch + int(stop_after))
+        for epoch in range(self.start_epoch, end):
+            seed_everything(self.cfg["seed"], epoch, self.ctx.rank)
+            self.sampler.set_epoch(epoch)
+            train_loss, seconds = self._train_epoch(epoch)
+            if not math.isfinite(train_loss):
+                raise diverged(train_loss, self.schedule.iteration)
+            row: Dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss, "seconds": round(seconds, 2)}
+            metrics = None
+            val_every = int(self.cfg["train"]["val_every"])
+            if self.val_set is not None and ((epoch + 1) % val_every == 0 or epoch + 1 == epochs):
+                started = time.time()
+                metrics = self._validate()
+                row["val_seconds"] = round(time.time() - started, 2)
+                row.update({k: v for k, v in metrics.items() if isinstance(v, float)})
+            self.history.append(row)
+            self._save(epoch + 1, metrics)
+            self.log.epoch(epoch + 1, row)
+            message = f"epoch {epoch + 1}/{epochs}: loss {train_loss:.4f}, {seconds:.1f} s"
+            if metrics:
+                message += f"; val mIoU {100 * metrics['mIoU']:.2f}, oIoU {100 * metrics['oIoU']:.2f}"
+            self.log.info(message)
+        self.log.close()
+        dist_utils.barrier(self.ctx)
+        return {
+            "out": str(self.out),
+            "best": str(self.out / BEST),
+            "last": str(self.out / LAST),
+            "best_epoch": self.best["epoch"],
+            "best_mIoU": None if self.best["mIoU"] == -math.inf else self.best["mIoU"],
+            "epochs_done": len(self.history),
+            "history": self.history,
+        }
+
+    def _train_epoch(self, epoch: int) -> tuple:
+        set_train_mode(self.model, self.frozen)
+        grad_clip = self.cfg["optim"]["grad_clip"]
+        log_every = max(1, int(self.cfg["train"]["log_every"]))
+        total = torch.zeros((), device=self.device)
+        steps = 0
+        started = time.time()
+        for batch in self.train_loader:
+            images = batch["image"].to(self.device, non_blocking=True)
+            target = batch["mask"].to(self.device, non_blocking=True)
+            ids = batch["input_ids"].to(self.device, non_blocking=True)
+            attention = batch["attention_mask"].to(self.device, non_blocking=True)
+            self.schedule.apply()
+            with autocast(self.device, self.precision):
+                outputs = self.step_module(images, ids, attention)
+            loss, parts = self.criterion(outputs, target)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.trainable, float(grad_clip))
+            self.optimizer.step()
+            self.schedule.step()
+            total += loss.detach()
+            steps += 1
+            if self.schedule.iteration % log_every == 0:
+                self._log_iteration(epoch, loss, parts)
+        seconds = time.time() - started
+        mean_loss = dist_utils.all_reduce_mean(total / max(steps, 1), self.ctx)
+        return float(mean_loss), seconds
+
+    def _log_iteration(self, epoch: int, loss: torch.Tensor, parts: Mapping[str, torch.Tensor]) -> None:
+        # the mean over processes: with equal local batches this is the loss of the global batch
+        values = torch.stack([loss.detach().float()] + [v.float() for v in parts.values()])
+        values = dist_utils.all_reduce_mean(values, self.ctx).tolist()
+        if not math.isfinite(values[0]):  # checked here, not every step, to keep the GPU unsynchronised
+            raise diverged(values[0], self.schedule.iteration)
+        row: Dict[str, Any] = {"epoch": epoch + 1, "iteration": self.schedule.iteration, "loss": values[0]}
+        row.update({name: value for name, value in zip(parts, values[1:])})
+        row.update({f"lr_{name.replace('/', '_')}": lr for name, lr in self.schedule.lrs().items()})
+        self.log.iteration(self.schedule.iteration, row)
+        self.log.info(f"epoch {epoch + 1} iteration {self.schedule.iteration}: loss {values[0]:.4f}")
+
+    def _validate(self) -> Dict[str, Any]:
+        results = evaluate_loader(self.model, self.val_loader, self.device, precision=self.precision)
+        gathered = dist_utils.gather_objects(results_to_rows(results), self.ctx)
+        rows = {row["index"]: row for part in gathered for row in part}
+        metrics = summarize(results_from_rows(rows[i] for i in sorted(rows)))
+        set_train_mode(self.model, self.frozen)
+        return metrics
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def _checkpoint_config(self, epoch: int, metrics: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+        config = dict(self.model_config)
+        data = self.cfg["data"]
+        if self.trained_gsd is not None:
+            config["gsd_m"] = self.trained_gsd
+        vocabulary = vocabulary_words(read_stats(Path(data["root"]))) or getattr(self.train_set, "vocabulary", None)
+        if vocabulary:
+            config["vocabulary"] = list(vocabulary)
+        if self.external:
+            config["external_weights"] = self.external
+        seconds = [row["seconds"] for row in self.history]
+        training = {
+            "config": self.cfg["name"],
+            "epochs": epoch,
+            "train_seconds": round(sum(seconds), 1),
+            "seconds_per_epoch": round(sum(seconds) / len(seconds), 2) if seconds else None,
+            "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
+            "processes": self.ctx.world_size,
+            "batch_size": self.cfg["train"]["batch_size"],
+            "train_split": data["train_split"],
+            "train_samples": len(self.train_set),
+        }
+        if metrics is not None:
+            measured = dict(metrics)
+            measured.update({"dataset": data["format"], "data_root": str(data["root"]), "split": data["val_split"], "epoch": epoch})
+            config["metrics"] = {**measured, "training": training}
+        else:
+            config["metrics"] = {"training": training}
+        return config
+
+    def _save(self, epoch: int, metrics: Optional[Mapping[str, Any]]) -> None:
+        improved = metrics is not None and metrics["mIoU"] > self.best["mIoU"]
+        if improved:
+            self.best = {"mIoU": float(metrics["mIoU"]), "epoch": epoch}
+        if not self.ctx.is_main:
+            return
+        config = self._checkpoint_config(epoch, metrics)
+        best_state = {"mIoU": None if self.best["mIoU"] == -math.inf else self.best["mIoU"], "epoch": self.best["epoch"]}
+        state = {
+            "epoch": epoch,
+            "schedule": self.schedule.state_dict(),
+            "best": best_state,
+            "seed": int(self.cfg["seed"]),
+            "world_size": self.ctx.world_size,
+            "history": self.history,
+        }
+        # last/ stays float32 whatever save.dtype: it is what training resumes from
+        write_checkpoint(self.out / LAST, self.model, config, self.tokenizer, optimizer=self.optimizer, training_state=state)
+        if improved or self.val_set is None:
+            write_checkpoint(self.out / BEST, self.model, config, self.tokenizer, dtype=self._save_dtype())
+            if improved:
+                self.log.info(f"new best validation mIoU {100 * self.best['mIoU']:.2f} at epoch {epoch}: {self.out / BEST}")
+
+    def _save_dtype(self) -> Optional[torch.dtype]:
+        dtype = torch_dtype(self.cfg["save"]["dtype"])
+        return None if dtype == torch.float32 else dtype
+
+
+def train(
+    cfg: Mapping[str, Any], out_dir: Path, *, resume: bool = False, overwrite: bool = False, stop_after: Optional[int] = None
+) -> Dict[str, Any]:
+    """Run a training job (joins the ``torchrun`` process group when launched by it)."""
+    ctx = dist_utils.init_distributed(cfg["train"]["device"])
+    completed = False
+    try:
+        summary = Trainer(cfg, out_dir, ctx, resume=resume, overwrite=overwrite).fit(stop_after)
+        completed = True
+        return summary
+    finally:
+        dist_utils.shutdown(ctx, wait=completed)

@@ -1,0 +1,181 @@
+"""Evaluate a checkpoint on a dataset split: the papers' metrics as a Markdown table.
+
+Usage::
+
+    python -m training.evaluate --checkpoint runs/lgce-refsegrs/best --data-root data/RefSegRS \
+        --split test [--dataset refsegrs|rrsisd] [--out table.md] [--json metrics.json]
+
+Predictions are the model's inference output (``model(images, ids, mask)``), its logits resized
+bilinearly to each ground truth's own resolution and thresholded at the checkpoint's
+``threshold`` on the target probability. See :mod:`training.metrics` for the metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Sampler
+
+from rrsis_geo.errors import OutputError, RRSISError
+from rrsis_geo.models import load_checkpoint, load_tokenizer
+
+from .datasets import build_dataset, collate, detect_format
+from .distributed import pick_device
+from .metrics import SampleResult, markdown_table, score_sample, summarize
+
+
+class ShardSampler(Sampler):
+    """Every ``world_size``-th index from ``rank``: each sample evaluated exactly once overall."""
+
+    def __init__(self, length: int, rank: int = 0, world_size: int = 1):
+        self.indices = list(range(rank, length, world_size))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on CUDA when asked for; a no-op context otherwise (float32 on CPU)."""
+    if device.type == "cuda" and precision == "bf16":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def predict_masks(logits: torch.Tensor, sizes: Sequence[Sequence[int]], threshold: float = 0.5) -> List[torch.Tensor]:
+    """Bool masks at each ground truth's size from ``[B, 2, h, w]`` logits."""
+    masks = []
+    for i, size in enumerate(sizes):
+        resized = F.interpolate(logits[i : i + 1].float(), size=tuple(size), mode="bilinear", align_corners=False)
+        masks.append(resized.softmax(dim=1)[0, 1] > threshold)
+    return masks
+
+
+@torch.no_grad()
+def evaluate_loader(
+    model: torch.nn.Module,
+    loader: Iterable[Dict[str, Any]],
+    device: torch.device,
+    *,
+    precision: str = "fp32",
+    threshold: float = 0.5,
+) -> List[SampleResult]:
+    """Per-sample results of ``model`` over a loader of items with ``gt_mask``."""
+    was_training = model.training
+    model.eval()
+    results: List[SampleResult] = []
+    try:
+        for batch in loader:
+            with autocast(device, precision):
+                logits = model(
+                    batch["image"].to(device, non_blocking=True),
+                    batch["input_ids"].to(device, non_blocking=True),
+                    batch["attention_mask"].to(device, non_blocking=True),
+                )
+            gts = batch["gt_mask"]
+            preds = predict_masks(logits, [gt.shape for gt in gts], threshold)
+            for pred, gt, index, category in zip(preds, gts, batch["index"].tolist(), batch["category"]):
+                results.append(score_sample(pred.cpu(), gt, index=index, category=category))
+    finally:
+        model.train(was_training)
+    return results
+
+
+def evaluate_checkpoint(
+    checkpoint: os.PathLike,
+    data_root: os.PathLike,
+    split: str,
+    *,
+    dataset: Optional[str] = None,
+    batch_size: int = 4,
+    num_workers: int = 0,
+    device: str = "auto",
+    threshold: Optional[float] = None,
+    categories: Optional[Sequence[str]] = None,
+    image_dir: Optional[str] = None,
+) -> Dict[str, Any]:
+    """Metrics of a checkpoint on one split (plus ``dataset``/``split``/``checkpoint`` fields)."""
+    model, config = load_checkpoint(checkpoint)
+    tokenizer = load_tokenizer(checkpoint)
+    fmt = dataset or detect_format(data_root, split)
+    data = {"root": str(data_root), "categories": list(categories) if categories else None, "image_dir": image_dir}
+    ds = build_dataset(data, split, tokenizer, config, return_gt=True, fmt=fmt)
+    torch_device = pick_device(device)
+    model.to(torch_device)
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
+    precision = "bf16" if torch_device.type == "cuda" else "fp32"
+    results = evaluate_loader(
+        model, loader, torch_device, precision=precision,
+        threshold=float(threshold if threshold is not None else config.get("threshold", 0.5)),
+    )
+    metrics = summarize(results)
+    metrics.update({"dataset": fmt, "data_root": str(data_root), "split": split, "checkpoint": str(checkpoint)})
+    metrics["categories_order"] = list(getattr(ds, "vocabulary", []))
+    return metrics
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.evaluate",
+        description="Pr@0.5..0.9, oIoU, mIoU and per-category IoU of a checkpoint on a dataset split.",
+    )
+    parser.add_argument("--checkpoint", required=True, help="checkpoint directory (e.g. runs/NAME/best)")
+    parser.add_argument("--data-root", required=True, help="dataset directory (RefSegRS format or RRSIS-D)")
+    parser.add_argument("--split", default="val", help="split to score: train, val or test (default: val)")
+    parser.add_argument("--dataset", choices=("refsegrs", "rrsisd"), help="dataset format (default: detected)")
+    parser.add_argument("--out", help="also write the Markdown table to this file")
+    parser.add_argument("--json", help="also write the metrics as JSON to this file")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=0, help="data loading worker processes")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--threshold", type=float, help="target probability threshold (default: the checkpoint's)")
+    parser.add_argument("--categories", nargs="+", help="category vocabulary for RefSegRS-format per-category IoU")
+    parser.add_argument("--image-dir", help="RRSIS-D image directory, when not in the standard place")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing --out/--json files")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Command-line entry; prints the table and returns the exit status."""
+    args = parse_args(argv)
+    try:
+        for target in (args.out, args.json):
+            if target and Path(target).exists() and not args.overwrite:
+                raise OutputError(f"{target} exists; pass --overwrite to replace it")
+        metrics = evaluate_checkpoint(
+            args.checkpoint, args.data_root, args.split,
+            dataset=args.dataset, batch_size=args.batch_size, num_workers=args.workers, device=args.device,
+            threshold=args.threshold, categories=args.categories, image_dir=args.image_dir,
+        )
+    except RRSISError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    title = f"{Path(args.checkpoint).name} on {metrics['dataset']} {args.split} ({args.data_root})"
+    table = markdown_table(metrics, title=title, categories_order=metrics.pop("categories_order"))
+    print(table, end="")
+    if args.out:
+        _atomic_write(Path(args.out), table)
+    if args.json:
+        _atomic_write(Path(args.json), json.dumps(metrics, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
