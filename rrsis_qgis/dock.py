@@ -1,0 +1,477 @@
+"""The dock widget: choose a raster, type an expression, run, watch progress, get polygons.
+
+The dock gathers the user's choices into a :class:`~rrsis_qgis.task.SegmentationRequest` and
+hands it to a :class:`~rrsis_qgis.task.SegmentTask`; it never runs the model itself, so the GUI
+stays responsive. When Python packages are missing it says which, shows the pip command for
+QGIS's own Python, and installs only when the user clicks "Install now".
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from qgis.core import (
+    QgsApplication,
+    QgsCoordinateTransform,
+    QgsMapLayerProxyModel,
+    QgsProject,
+    QgsRasterLayer,
+    QgsSettings,
+    QgsTask,
+)
+from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox
+from qgis.PyQt.QtCore import Qt, pyqtSignal
+from qgis.PyQt.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QScrollArea,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import checkpoints, deps
+from .deps_panel import DependencyPanel
+from .devices import DeviceProbe
+from .expressions import (
+    EXPRESSION_SEPARATOR,
+    SETTINGS_PREFIX,
+    ExpressionCompleter,
+    load_history,
+    remember_expressions,
+    split_expressions,
+)
+from .extent import CANVAS, DRAWN, WHOLE_LAYER, ExtentPicker, extent_for
+from .layers import LayerInputError, file_source, parse_bands, plan_raster_input
+from .task import Outcome, SegmentationRequest, SegmentTask
+
+
+def _compact(combo: QComboBox) -> None:
+    """Let a combo box shrink with a narrow dock instead of widening it to its longest item."""
+    combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(8)
+
+
+class SegmentDock(QgsDockWidget):
+    """Referring segmentation dock (see module docstring)."""
+
+    run_finished = pyqtSignal(object)  # Outcome of the last run
+
+    def __init__(self, iface, parent: Optional[QWidget] = None, project: Optional[QgsProject] = None) -> None:
+        super().__init__("Referring segmentation", parent or iface.mainWindow())
+        self.setObjectName("RRSISDock")
+        self.iface = iface
+        self.project = project or QgsProject.instance()
+        self.canvas = iface.mapCanvas()
+        self.task: Optional[SegmentTask] = None
+        self.last_outcome: Optional[Outcome] = None
+        self.card: Optional[checkpoints.ModelCard] = None
+        self.gpu_available = False
+        self.picker = ExtentPicker(self.canvas, self)
+        self.probe = DeviceProbe(self)
+        self.probe.result.connect(self._set_gpu_available)
+        self._build()
+        self._connect()
+        self.check_dependencies()
+        self.use_active_layer()
+        self.refresh_model()
+        self._update_state()
+
+    # ---- layout --------------------------------------------------------------------------
+    def _build(self) -> None:
+        body = QWidget()
+        outer = QVBoxLayout(body)
+        outer.setContentsMargins(6, 6, 6, 6)
+
+        self.deps_panel = DependencyPanel()
+        self.deps_panel.setVisible(False)
+        outer.addWidget(self.deps_panel)
+
+        self.form_widget = QWidget()
+        form = QFormLayout(self.form_widget)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+        form.setRowWrapPolicy(QFormLayout.WrapLongRows)  # labels go above fields in a narrow dock
+
+        self.layer_combo = QgsMapLayerComboBox()
+        self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.layer_combo.setAllowEmptyLayer(False)
+        _compact(self.layer_combo)
+        form.addRow("Raster layer", self.layer_combo)
+
+        self.expression_edit = QLineEdit()
+        self.expression_edit.setPlaceholderText("e.g. building along the road")
+        self.expression_edit.setToolTip(f"What to segment, in English. Several expressions: separate them with '{EXPRESSION_SEPARATOR}'.")
+        self.completer = ExpressionCompleter(self.expression_edit)
+        self.completer.history = load_history()
+        self.completer.refresh()
+        form.addRow("Expression", self.expression_edit)
+
+        self.model_widget = QgsFileWidget()
+        self.model_widget.setStorageMode(QgsFileWidget.GetDirectory)
+        self.model_widget.setDialogTitle("Checkpoint folder (config.json + model.safetensors)")
+        self.model_widget.lineEdit().setPlaceholderText("Default model")
+        self.model_widget.setFilePath(QgsSettings().value(SETTINGS_PREFIX + "checkpoint", "", type=str))
+        form.addRow("Model", self.model_widget)
+        self.model_label = QLabel()
+        self.model_label.setWordWrap(True)
+        form.addRow("", self.model_label)
+
+        self.device_combo = QComboBox()
+        self.device_combo.addItem("Automatic", "auto")
+        self.device_combo.addItem("CPU", "cpu")
+        self.device_combo.addItem("GPU (CUDA)", "cuda")
+        _compact(self.device_combo)
+        self._set_gpu_available(False)
+        form.addRow("Device", self.device_combo)
+
+        threshold_row = QHBoxLayout()
+        self.threshold_slider = QSlider(Qt.Horizontal)
+        self.threshold_slider.setRange(1, 99)  # the library needs 0 < threshold < 1
+        self.threshold_slider.setValue(50)
+        self.threshold_label = QLabel("0.50")
+        self.threshold_label.setMinimumWidth(32)
+        threshold_row.addWidget(self.threshold_slider, 1)
+        threshold_row.addWidget(self.threshold_label)
+        form.addRow("Threshold", threshold_row)
+
+        extent_row = QHBoxLayout()
+        self.extent_combo = QComboBox()
+        self.extent_combo.addItem("Whole layer", WHOLE_LAYER)
+        self.extent_combo.addItem("Current map canvas extent", CANVAS)
+        self.extent_combo.addItem("Drawn rectangle", DRAWN)
+        _compact(self.extent_combo)
+        self.draw_button = QPushButton("Draw")
+        self.draw_button.setToolTip("Drag a rectangle on the map")
+        extent_row.addWidget(self.extent_combo, 1)
+        extent_row.addWidget(self.draw_button)
+        form.addRow("Extent", extent_row)
+
+        output_box = QWidget()
+        output_layout = QVBoxLayout(output_box)
+        output_layout.setContentsMargins(0, 0, 0, 0)
+        self.temporary_radio = QRadioButton("Temporary layers")
+        self.file_radio = QRadioButton("GeoPackage")
+        self.output_group = QButtonGroup(self)
+        self.output_group.addButton(self.temporary_radio)
+        self.output_group.addButton(self.file_radio)
+        self.temporary_radio.setChecked(True)
+        self.output_widget = QgsFileWidget()
+        self.output_widget.setStorageMode(QgsFileWidget.SaveFile)
+        self.output_widget.setFilter("GeoPackage (*.gpkg)")
+        self.overwrite_check = QCheckBox("Replace if it exists")
+        radios = QHBoxLayout()
+        radios.addWidget(self.temporary_radio)
+        radios.addWidget(self.file_radio)
+        radios.addStretch(1)
+        output_layout.addLayout(radios)
+        output_layout.addWidget(self.output_widget)
+        output_layout.addWidget(self.overwrite_check)
+        form.addRow("Output", output_box)
+
+        self.advanced = QgsCollapsibleGroupBox("Advanced")
+        self.advanced.setCollapsed(True)
+        advanced_form = QFormLayout(self.advanced)
+        advanced_form.setRowWrapPolicy(QFormLayout.WrapLongRows)
+        self.tile_spin = QSpinBox()
+        self.tile_spin.setRange(0, 4096)
+        self.tile_spin.setSingleStep(64)
+        self.tile_spin.setSpecialValueText("model default")
+        self.tile_spin.setSuffix(" px")
+        advanced_form.addRow("Tile size", self.tile_spin)
+        self.overlap_spin = QDoubleSpinBox()
+        self.overlap_spin.setRange(0.0, 0.75)
+        self.overlap_spin.setSingleStep(0.05)
+        self.overlap_spin.setValue(0.25)
+        advanced_form.addRow("Tile overlap", self.overlap_spin)
+        self.bands_edit = QLineEdit()
+        self.bands_edit.setPlaceholderText("automatic (RGB)")
+        self.bands_edit.setToolTip(
+            "Bands to read as red, green, blue, e.g. 4,3,2; a single-band layer needs 1,1,1. "
+            "Empty: the first three bands, or the RGB ones by colour interpretation."
+        )
+        advanced_form.addRow("Bands", self.bands_edit)
+        self.resolution_spin = QDoubleSpinBox()
+        self.resolution_spin.setRange(0.0, 1e7)
+        self.resolution_spin.setDecimals(4)
+        self.resolution_spin.setSpecialValueText("native")
+        self.resolution_spin.setToolTip(
+            "For layers that are not files (WMS, XYZ, virtual): map units per pixel of the exported image"
+        )
+        advanced_form.addRow("Export resolution", self.resolution_spin)
+
+        buttons = QHBoxLayout()
+        self.run_button = QPushButton("Run")
+        self.run_button.setDefault(True)
+        self.cancel_button = QPushButton("Cancel")
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 100)
+        self.progress_bar.setValue(0)
+        self.status_label = QLabel()
+        self.status_label.setWordWrap(True)
+        self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+
+        outer.addWidget(self.form_widget)
+        outer.addWidget(self.advanced)
+        outer.addLayout(buttons)
+        outer.addWidget(self.progress_bar)
+        outer.addWidget(self.status_label)
+        outer.addStretch(1)
+
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # the form narrows with the dock
+        scroll.setFrameShape(QFrame.NoFrame)
+        scroll.setWidget(body)
+        self.setWidget(scroll)
+
+    def _connect(self) -> None:
+        self.layer_combo.layerChanged.connect(self._update_state)
+        self.expression_edit.textChanged.connect(self._update_state)
+        self.model_widget.fileChanged.connect(self.refresh_model)
+        self.threshold_slider.valueChanged.connect(self._show_threshold)
+        self.extent_combo.currentIndexChanged.connect(self._extent_choice_changed)
+        self.draw_button.clicked.connect(self.draw_extent)
+        self.picker.drawn.connect(self._update_state)
+        self.output_group.buttonToggled.connect(self._update_state)
+        self.output_widget.fileChanged.connect(self._update_state)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.expression_edit.returnPressed.connect(self.run)
+        self.deps_panel.installed.connect(self.check_dependencies)
+        if hasattr(self.iface, "currentLayerChanged"):
+            self.iface.currentLayerChanged.connect(self._active_layer_changed)
+
+    # ---- state ---------------------------------------------------------------------------
+    def check_dependencies(self) -> bool:
+        """Show the dependency panel when packages are missing; True when all are there."""
+        missing = deps.missing_requirements()
+        if missing:
+            self.deps_panel.show_missing(missing)
+        else:
+            self.deps_panel.setVisible(False)
+        self.dependencies_ok = not missing
+        if self.dependencies_ok and self.isVisible():
+            self.probe.start()
+        self._update_state()
+        return not missing
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        """Opening the dock: follow the active layer; look for a GPU (imports torch, off the GUI thread)."""
+        super().showEvent(event)
+        if self.task is None:
+            self.use_active_layer()
+        if getattr(self, "dependencies_ok", False):
+            self.probe.start()
+
+    def use_active_layer(self) -> None:
+        layer = self.iface.activeLayer() if hasattr(self.iface, "activeLayer") else None
+        if isinstance(layer, QgsRasterLayer):
+            self.layer_combo.setLayer(layer)
+
+    def _active_layer_changed(self, layer) -> None:
+        if isinstance(layer, QgsRasterLayer) and self.task is None:
+            self.layer_combo.setLayer(layer)
+
+    def _set_gpu_available(self, available: bool) -> None:
+        self.gpu_available = bool(available)
+        item = self.device_combo.model().item(2)
+        item.setEnabled(self.gpu_available)
+        item.setToolTip("" if available else "torch sees no CUDA GPU on this machine")
+        if not available and self.device_combo.currentIndex() == 2:
+            self.device_combo.setCurrentIndex(0)
+
+    def refresh_model(self, *_args) -> None:
+        """Read the chosen (or default) checkpoint's config: name, vocabulary, threshold."""
+        choice = self.model_widget.filePath()
+        path = checkpoints.resolve(choice)
+        self.card = checkpoints.read_card(path)
+        if self.card is None:
+            self.model_label.setText(checkpoints.NO_DEFAULT_MODEL)
+        elif not self.card.usable:
+            self.model_label.setText(self.card.error)
+        else:
+            kind = "" if choice.strip() else "default model: "
+            size = f", {self.card.input_size} px tiles" if self.card.input_size else ""
+            self.model_label.setText(f"{kind}{self.card.name}{size}")
+            self.threshold_slider.setValue(int(round(self.card.threshold * 100)))
+            self.completer.vocabulary = self.card.vocabulary
+            self.completer.refresh(self.expression_edit.text())
+        self._update_state()
+
+    def _show_threshold(self, value: int) -> None:
+        self.threshold_label.setText(f"{value / 100:.2f}")
+
+    def _extent_choice_changed(self, *_args) -> None:
+        if self.extent_combo.currentData() != DRAWN:
+            self.picker.hide_band()
+        else:
+            self.picker.show_band()
+        self._update_state()
+
+    def draw_extent(self) -> None:
+        self.extent_combo.setCurrentIndex(self.extent_combo.findData(DRAWN))
+        self.picker.start()
+        self.set_status("drag a rectangle on the map")
+
+    def _blocker(self) -> Optional[str]:
+        """Why Run cannot start now (None: it can)."""
+        if not getattr(self, "dependencies_ok", False):
+            return "install the missing Python packages first (see above)"
+        if self.layer_combo.currentLayer() is None:
+            return "add a raster layer to the project"
+        if self.card is None:
+            return checkpoints.NO_DEFAULT_MODEL
+        if not self.card.usable:
+            return self.card.error
+        if not split_expressions(self.expression_edit.text()):
+            return "type what to segment"
+        if self.file_radio.isChecked() and not self.output_widget.filePath().strip():
+            return "choose the GeoPackage to write"
+        return None
+
+    def _update_state(self, *_args) -> None:
+        running = self.task is not None
+        self.form_widget.setEnabled(getattr(self, "dependencies_ok", False) and not running)
+        self.advanced.setEnabled(not running)
+        self.output_widget.setEnabled(self.file_radio.isChecked())
+        self.overwrite_check.setEnabled(self.file_radio.isChecked())
+        self.draw_button.setEnabled(self.extent_combo.currentData() == DRAWN)
+        layer = self.layer_combo.currentLayer()
+        self.resolution_spin.setEnabled(isinstance(layer, QgsRasterLayer) and file_source(layer) is None)
+        blocker = None if running else self._blocker()
+        self.run_button.setEnabled(not running and blocker is None)
+        self.run_button.setToolTip(blocker or "")
+        self.cancel_button.setEnabled(running)
+        if running:
+            return
+        if blocker is not None:
+            self.set_status(blocker)
+        elif self.last_outcome is None:
+            self.set_status("ready")
+
+    def set_status(self, text: str) -> None:
+        self.status_label.setText(text)
+
+    # ---- running -------------------------------------------------------------------------
+    def _fallback_resolution(self, layer: QgsRasterLayer) -> Optional[float]:
+        """Map units per pixel of the canvas, in the layer's CRS (for services with no native size)."""
+        if self.canvas.width() <= 0:
+            return None
+        try:
+            transform = QgsCoordinateTransform(
+                self.canvas.mapSettings().destinationCrs(), layer.crs(), self.project.transformContext()
+            )
+            extent = transform.transformBoundingBox(self.canvas.extent())
+        except Exception:  # QgsCsException: the canvas extent is outside the layer CRS's domain
+            return None
+        return extent.width() / self.canvas.width() if extent.width() > 0 else None
+
+    def build_request(self) -> SegmentationRequest:
+        """The request for the current choices; :class:`LayerInputError` when unusable."""
+        layer = self.layer_combo.currentLayer()
+        if not isinstance(layer, QgsRasterLayer):
+            raise LayerInputError("choose a raster layer")
+        expressions = split_expressions(self.expression_edit.text())
+        if not expressions:
+            raise LayerInputError("type what to segment, e.g. 'building along the road'")
+        if self.card is None:
+            raise LayerInputError(checkpoints.NO_DEFAULT_MODEL)
+        if not self.card.usable:
+            raise LayerInputError(self.card.error)
+        output = None
+        if self.file_radio.isChecked():
+            output = self.output_widget.filePath().strip()
+            if not output:
+                raise LayerInputError("choose the GeoPackage file to write, or 'Temporary layers'")
+            if not output.lower().endswith(".gpkg"):
+                output += ".gpkg"
+            if os.path.exists(output) and not self.overwrite_check.isChecked():
+                raise LayerInputError(f"{output} exists: tick 'Replace if it exists' or choose another name")
+        bands = parse_bands(self.bands_edit.text())
+        extent = extent_for(self.extent_combo.currentData(), layer, self.canvas, self.picker, self.project)
+        resolution = self.resolution_spin.value() or None
+        raster = plan_raster_input(layer, extent, resolution, self._fallback_resolution(layer))
+        return SegmentationRequest(
+            raster=raster,
+            expressions=expressions,
+            checkpoint=self.card.path,
+            device=self.device_combo.currentData(),
+            threshold=self.threshold_slider.value() / 100.0,
+            tile_size=self.tile_spin.value() or None,
+            overlap=self.overlap_spin.value(),
+            bands=bands,
+            output=output,
+            overwrite=self.overwrite_check.isChecked(),
+            group_name=f"rrsis — {layer.name()}",
+        )
+
+    def run(self) -> Optional[SegmentTask]:
+        """Start a background run with the current choices (returns the task, or None)."""
+        if self.task is not None or not self.run_button.isEnabled():
+            return None
+        self.last_outcome = None
+        try:
+            request = self.build_request()
+        except LayerInputError as exc:
+            self.set_status(str(exc))
+            self.iface.messageBar().pushWarning("rrsis", str(exc))
+            return None
+        history = remember_expressions(request.expressions)
+        self.completer.history = history
+        QgsSettings().setValue(SETTINGS_PREFIX + "checkpoint", self.model_widget.filePath())
+        task = SegmentTask(request, self.project, self.iface.messageBar())
+        task.progressChanged.connect(self._progress)
+        task.message.connect(self.set_status)
+        task.done.connect(self._finished)
+        self.task = task
+        self.progress_bar.setValue(0)
+        self.set_status("starting")
+        self._update_state()
+        QgsApplication.taskManager().addTask(task)
+        return task
+
+    def _progress(self, value: float) -> None:
+        self.progress_bar.setValue(int(value))
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.set_status("cancelling")
+            self.task.cancel()
+
+    def _finished(self, outcome: Outcome) -> None:
+        self.task = None
+        self.last_outcome = outcome
+        self.progress_bar.setValue(100 if outcome.status == "ok" else 0)
+        self.set_status(outcome.message)
+        self._update_state()
+        self.run_finished.emit(outcome)
+
+    def shutdown(self) -> None:
+        """Stop what is running and remove canvas items (plugin unload)."""
+        if hasattr(self.iface, "currentLayerChanged"):
+            try:
+                self.iface.currentLayerChanged.disconnect(self._active_layer_changed)
+            except TypeError:
+                pass
+        task = self.task
+        if task is not None:
+            task.cancel()
+            if task.status() not in (QgsTask.Complete, QgsTask.Terminated):
+                task.waitForFinished(60000)
+        self.picker.shutdown()
+        self.probe.wait()

@@ -1,0 +1,1 @@
+"""Processing provider: referring segmentation for batch mode, the graphical modeler and scripts."""

@@ -1,0 +1,329 @@
+"""Processing algorithm ``rrsis:segment`` — "Segment by referring expression".
+
+Inputs are resolved on the main thread in :meth:`prepareAlgorithm` (layers may only be read
+there; a layer that is not a file gets its export planned with cloned providers), and the work
+runs in :meth:`processAlgorithm`, which Processing may call in a background thread: it exports
+the layer if needed and calls :func:`rrsis_geo.predict`, reporting progress to ``feedback`` and
+stopping when ``feedback.isCanceled()``.
+
+The output is a GeoPackage with one layer per expression (the library's format). Processing's
+destination semantics apply: the chosen file is replaced, as with QGIS's own algorithms.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from collections import deque
+from typing import Any, Deque, Dict, List, Optional, Tuple
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingOutputMultipleLayers,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsRasterBlockFeedback,
+)
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtGui import QIcon
+
+from .. import checkpoints
+from ..layers import (
+    LayerInputError,
+    RasterInput,
+    apply_result_style,
+    open_result_layers,
+    parse_bands,
+    plan_raster_input,
+)
+from ..paths import icon_path
+from ..threads import call_in_fresh_thread
+
+DEVICES = ["auto", "cpu", "cuda"]
+
+#: Post-processors handed to Processing must outlive the algorithm instance (Processing does not
+#: take ownership); the last few hundred are kept, far more than one run loads.
+_STYLERS: Deque["ResultStyler"] = deque(maxlen=256)
+
+
+class ResultStyler(QgsProcessingLayerPostProcessorInterface):
+    """Applies the result style (and the expression as name) to a layer Processing loads."""
+
+    def __init__(self, name: str, index: int) -> None:
+        super().__init__()
+        self.name = name
+        self.index = index
+
+    def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 - QGIS API
+        layer.setName(self.name)
+        apply_result_style(layer, self.index)
+
+
+def _split_lines(text: str) -> List[str]:
+    seen, out = set(), []
+    for line in (text or "").splitlines():
+        expression = " ".join(line.split())
+        if expression and expression not in seen:
+            seen.add(expression)
+            out.append(expression)
+    return out
+
+
+class SegmentAlgorithm(QgsProcessingAlgorithm):
+    """Segment a raster layer by one or more referring expressions into a GeoPackage."""
+
+    INPUT = "INPUT"
+    EXPRESSIONS = "EXPRESSIONS"
+    CHECKPOINT = "CHECKPOINT"
+    THRESHOLD = "THRESHOLD"
+    EXTENT = "EXTENT"
+    TILE_SIZE = "TILE_SIZE"
+    OVERLAP = "OVERLAP"
+    DEVICE = "DEVICE"
+    BANDS = "BANDS"
+    EXPORT_RESOLUTION = "EXPORT_RESOLUTION"
+    OUTPUT = "OUTPUT"
+    LAYERS = "LAYERS"
+    FEATURE_COUNT = "FEATURE_COUNT"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._raster: Optional[RasterInput] = None
+        self._expressions: List[str] = []
+        self._checkpoint: Optional[Path] = None
+
+    # ---- identity ------------------------------------------------------------------------
+    def name(self) -> str:  # noqa: D401 - QGIS API
+        return "segment"
+
+    def displayName(self) -> str:
+        return "Segment by referring expression"
+
+    def group(self) -> str:
+        return ""
+
+    def groupId(self) -> str:
+        return ""
+
+    def icon(self) -> QIcon:
+        return QIcon(str(icon_path()))
+
+    def tags(self) -> List[str]:
+        return ["segmentation", "referring", "expression", "deep learning", "polygons", "remote sensing"]
+
+    def shortHelpString(self) -> str:
+        return (
+            "Finds what an English expression describes (\"building along the road\", \"water on the "
+            "left\") in a georeferenced raster and writes its polygons to a GeoPackage, one layer per "
+            "expression, with the attributes expression, score (mean probability), area_m2 and model.\n\n"
+            "Expressions: one per line. Checkpoint: a model folder (config.json + model.safetensors); "
+            "empty uses the default model. Threshold: empty uses the model's own. Extent: empty "
+            "processes the whole layer. Layers that are not files (WMS, XYZ, virtual rasters) are "
+            "exported to a temporary GeoTIFF first, at their native resolution unless an export "
+            "resolution is given."
+        )
+
+    def createInstance(self) -> "SegmentAlgorithm":
+        return SegmentAlgorithm()
+
+    # ---- parameters ----------------------------------------------------------------------
+    def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster layer"))
+        self.addParameter(
+            QgsProcessingParameterString(self.EXPRESSIONS, "Referring expressions (one per line)", multiLine=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.CHECKPOINT,
+                "Checkpoint folder (empty: default model)",
+                behavior=QgsProcessingParameterFile.Folder,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.THRESHOLD,
+                "Probability threshold (empty: the model's)",
+                type=QgsProcessingParameterNumber.Double,
+                minValue=0.0,
+                maxValue=1.0,
+                optional=True,
+            )
+        )
+        self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Extent (empty: whole layer)", optional=True))
+        # optional with defaults: a model or script that leaves them out gets the defaults
+        advanced = [
+            QgsProcessingParameterNumber(
+                self.TILE_SIZE,
+                "Tile size in pixels (0: the model's input size)",
+                type=QgsProcessingParameterNumber.Integer,
+                defaultValue=0,
+                optional=True,
+                minValue=0,
+                maxValue=8192,
+            ),
+            QgsProcessingParameterNumber(
+                self.OVERLAP,
+                "Tile overlap (fraction of a tile)",
+                type=QgsProcessingParameterNumber.Double,
+                defaultValue=0.25,
+                optional=True,
+                minValue=0.0,
+                maxValue=0.9,
+            ),
+            QgsProcessingParameterString(
+                self.BANDS, "Bands read as red, green, blue, e.g. 4,3,2 (empty: automatic)", optional=True
+            ),
+            QgsProcessingParameterEnum(self.DEVICE, "Device", options=DEVICES, defaultValue=0, optional=True),
+            QgsProcessingParameterNumber(
+                self.EXPORT_RESOLUTION,
+                "Export resolution of non-file layers, map units per pixel (empty: native)",
+                type=QgsProcessingParameterNumber.Double,
+                minValue=0.0,
+                optional=True,
+            ),
+        ]
+        for parameter in advanced:
+            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(parameter)
+        self.addParameter(
+            QgsProcessingParameterFileDestination(self.OUTPUT, "GeoPackage", fileFilter="GeoPackage (*.gpkg *.GPKG)")
+        )
+        self.addOutput(QgsProcessingOutputMultipleLayers(self.LAYERS, "Result layers"))
+        self.addOutput(QgsProcessingOutputNumber(self.FEATURE_COUNT, "Number of polygons"))
+
+    def checkParameterValues(self, parameters: Dict[str, Any], context: QgsProcessingContext):  # noqa: N802
+        """Reject a run without expressions before it starts (the dialog shows the message)."""
+        ok, message = super().checkParameterValues(parameters, context)
+        if ok and not _split_lines(self.parameterAsString(parameters, self.EXPRESSIONS, context)):
+            return False, "Give at least one referring expression, one per line."
+        return ok, message
+
+    # ---- running -------------------------------------------------------------------------
+    def prepareAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> bool:
+        """Main thread: read the layer, plan its export, check expressions and checkpoint."""
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise QgsProcessingException(self.invalidRasterError(parameters, self.INPUT))
+        self._expressions = _split_lines(self.parameterAsString(parameters, self.EXPRESSIONS, context))
+        if not self._expressions:
+            raise QgsProcessingException("give at least one referring expression, one per line")
+        self._checkpoint = checkpoints.resolve(self.parameterAsFile(parameters, self.CHECKPOINT, context))
+        if self._checkpoint is None:
+            raise QgsProcessingException(checkpoints.NO_DEFAULT_MODEL)
+        extent = None
+        if parameters.get(self.EXTENT) not in (None, ""):
+            extent = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
+            if extent.isNull():
+                extent = None
+        resolution = None
+        if parameters.get(self.EXPORT_RESOLUTION) not in (None, ""):
+            resolution = self.parameterAsDouble(parameters, self.EXPORT_RESOLUTION, context) or None
+        try:
+            if extent is not None:
+                extent = extent.intersect(layer.extent())
+                if extent.isEmpty():
+                    raise LayerInputError(f"the extent does not overlap layer '{layer.name()}'")
+            self._raster = plan_raster_input(layer, extent, resolution)
+        except LayerInputError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        return True
+
+    def _scene_path(self, workdir: Path, feedback: QgsProcessingFeedback) -> str:
+        raster = self._raster
+        if not raster.needs_export:
+            return raster.path
+        feedback.pushInfo(f"exporting layer '{raster.layer_name}' to a temporary GeoTIFF")
+        block_feedback = QgsRasterBlockFeedback()
+        feedback.canceled.connect(block_feedback.cancel, Qt.DirectConnection)
+        try:
+            return raster.export.write(str(workdir / "scene.tif"), block_feedback)
+        except LayerInputError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+
+    def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> Dict[str, Any]:
+        import rrsis_geo
+        from rrsis_geo.errors import Cancelled, RRSISError
+
+        output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        if not output.lower().endswith(".gpkg"):
+            output += ".gpkg"
+        threshold = None
+        if parameters.get(self.THRESHOLD) not in (None, ""):
+            threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
+        tile_size = self.parameterAsInt(parameters, self.TILE_SIZE, context) or None
+        overlap = self.parameterAsDouble(parameters, self.OVERLAP, context)
+        device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
+        try:
+            bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context) or "")
+        except LayerInputError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+
+        def progress(done: int, total: int, message: str = "") -> None:
+            if total:
+                feedback.setProgress(100.0 * min(done, total) / total)
+            if message:
+                feedback.setProgressText(str(message))
+
+        workdir = Path(tempfile.mkdtemp(prefix="rrsis-processing-"))
+        try:
+            scene = self._scene_path(workdir, feedback)
+            if feedback.isCanceled():
+                return {}
+            feedback.pushInfo(f"loading model {self._checkpoint}")
+
+            def predict():  # on a thread QGIS never used: see rrsis_qgis/threads.py
+                segmenter = checkpoints.SEGMENTERS.get(self._checkpoint, device)
+                return rrsis_geo.predict(
+                    scene,
+                    self._expressions,
+                    segmenter=segmenter,
+                    output=output,
+                    overwrite=True,
+                    tile_size=tile_size,
+                    overlap=overlap,
+                    bands=bands,
+                    threshold=threshold,
+                    bbox=self._raster.bbox,
+                    progress=progress,
+                    cancel=feedback.isCanceled,
+                )
+
+            gdf = call_in_fresh_thread(predict)
+        except Cancelled:
+            feedback.reportError("cancelled; nothing was written")
+            return {}
+        except RRSISError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+        results = open_result_layers(output, self._expressions)
+        uris = [layer.source() for layer in results]
+        counts = gdf.groupby("expression").size().to_dict() if len(gdf) else {}
+        for expression in self._expressions:
+            feedback.pushInfo(f"{expression!r}: {counts.get(expression, 0)} polygon(s)")
+        if context.project() is not None:
+            self._load_on_completion([(layer.source(), layer.name()) for layer in results], context)
+        return {self.OUTPUT: output, self.LAYERS: uris, self.FEATURE_COUNT: len(gdf)}
+
+    def _load_on_completion(self, layers: List[Tuple[str, str]], context: QgsProcessingContext) -> None:
+        """When run from the toolbox, QGIS loads these layers, named and styled, at the end."""
+        for index, (uri, name) in enumerate(layers):
+            details = QgsProcessingContext.LayerDetails(name, context.project(), self.OUTPUT)
+            styler = ResultStyler(name, index)
+            _STYLERS.append(styler)
+            details.setPostProcessor(styler)
+            context.addLayerToLoadOnCompletion(uri, details)

@@ -1,0 +1,229 @@
+"""The dock runs predictions in the background and loads the results."""
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("qgis.core", reason="QGIS Python bindings cannot be imported: install python3-qgis", exc_type=ImportError)
+
+from qgis.core import QgsProject, QgsRasterLayer, QgsRectangle, QgsTask  # noqa: E402
+from qgis.PyQt.QtCore import QPoint, Qt  # noqa: E402
+from qgis.PyQt.QtTest import QTest  # noqa: E402
+
+from plugin_test_helpers import (  # noqa: E402
+    SCENE_CRS,
+    run_dock,
+    square_bounds,
+    wait_for,
+    write_scene,
+)
+from rrsis_qgis.expressions import load_history  # noqa: E402
+
+
+def _add_raster(path, name="scene"):
+    layer = QgsRasterLayer(str(path), name)
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    return layer
+
+
+def _result_layers(outcome):
+    project = QgsProject.instance()
+    return [project.mapLayer(layer_id) for layer_id in outcome.layer_ids]
+
+
+def _bounds(layer):
+    extent = layer.extent()
+    return (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())
+
+
+@pytest.fixture
+def dock(plugin, desktop):
+    plugin.action.trigger()
+    return plugin.dock
+
+
+def test_dock_segments_the_active_layer_into_a_temporary_layer(desktop, dock, scene, bright_checkpoint):
+    layer = _add_raster(scene)
+    desktop.setActiveLayer(layer)
+    assert dock.layer_combo.currentLayer() is layer  # defaults to the active layer
+    dock.model_widget.setFilePath(str(bright_checkpoint))
+    assert "brightness test model" in dock.model_label.text()
+    dock.expression_edit.setText("bright square")
+
+    outcome = run_dock(dock)
+
+    assert outcome.status == "ok", outcome.message
+    (result,) = _result_layers(outcome)
+    assert result.name() == "bright square"
+    assert result.providerType() == "memory"  # temporary: no file behind it
+    assert result.crs().authid() == SCENE_CRS
+    assert result.featureCount() == 1
+    assert _bounds(result) == pytest.approx(square_bounds(), abs=1e-6)
+    feature = next(result.getFeatures())
+    assert feature["expression"] == "bright square"
+    assert feature["area_m2"] == pytest.approx(64 * 64, rel=2e-3)  # ground area: UTM scale 0.9996
+    assert feature["score"] > 0.99
+    assert result.renderer().symbol().color().alpha() < 255  # the semi-transparent style
+    group = QgsProject.instance().layerTreeRoot().findGroup("rrsis — scene")
+    assert group is not None and group.findLayer(result.id()) is not None
+    assert desktop.layer_view.isExpanded(desktop.layer_view.node2index(group))  # results in sight
+    assert not Path(dock.status_label.text()).exists()
+    assert "1 polygon" in dock.status_label.text()
+    assert load_history()[0] == "bright square"
+
+
+def test_dock_writes_a_geopackage_for_the_canvas_extent(desktop, dock, scene, bright_checkpoint, tmp_path):
+    layer = _add_raster(scene)
+    minx, miny, maxx, maxy = square_bounds()
+    # the canvas shows the left half of the square only
+    desktop.canvas.setExtent(QgsRectangle(minx - 40, miny - 40, minx + 32, maxy + 40))
+    desktop.canvas.refresh()
+    visible = desktop.canvas.extent()
+    dock.layer_combo.setLayer(layer)
+    dock.model_widget.setFilePath(str(bright_checkpoint))
+    dock.expression_edit.setText("bright square; building")
+    dock.extent_combo.setCurrentIndex(dock.extent_combo.findData("canvas"))
+    dock.file_radio.setChecked(True)
+    output = tmp_path / "out" / "result.gpkg"
+    output.parent.mkdir()
+    dock.output_widget.setFilePath(str(output))
+
+    outcome = run_dock(dock)
+
+    assert outcome.status == "ok", outcome.message
+    assert output.is_file()
+    results = _result_layers(outcome)
+    assert [r.name() for r in results] == ["bright square", "building"]
+    for result in results:
+        assert result.providerType() == "ogr"
+        assert result.source().startswith(str(output))
+        assert result.crs().authid() == SCENE_CRS
+        assert result.featureCount() == 1
+        left, bottom, right, top = _bounds(result)
+        assert (left, bottom, top) == pytest.approx((minx, miny, maxy), abs=1e-6)
+        assert right == pytest.approx(visible.xMaximum(), abs=1.0)  # clipped at the canvas edge
+    assert sorted(p.name for p in output.parent.iterdir()) == ["result.gpkg"]
+
+
+def test_an_existing_file_is_not_replaced_without_consent(desktop, dock, scene, bright_checkpoint, tmp_path):
+    _add_raster(scene)
+    output = tmp_path / "keep.gpkg"
+    output.write_bytes(b"precious")
+    dock.model_widget.setFilePath(str(bright_checkpoint))
+    dock.expression_edit.setText("bright square")
+    dock.file_radio.setChecked(True)
+    dock.output_widget.setFilePath(str(output))
+    assert dock.run() is None
+    assert "exists" in dock.status_label.text()
+    assert output.read_bytes() == b"precious"
+
+
+def test_drawn_rectangle_limits_the_run(desktop, dock, scene, bright_checkpoint):
+    layer = _add_raster(scene)
+    desktop.zoomToLayer(layer)
+    dock.model_widget.setFilePath(str(bright_checkpoint))
+    dock.expression_edit.setText("bright square")
+    dock.draw_extent()
+    viewport = desktop.canvas.viewport()
+    to_map = desktop.canvas.getCoordinateTransform()
+    minx, miny, maxx, maxy = square_bounds()
+    # drag from inside the square, above-left of its centre, to beyond its bottom-right corner
+    start = to_map.transform(minx + 20, maxy - 10)
+    end = to_map.transform(maxx + 30, miny - 30)
+    p0, p1 = QPoint(int(start.x()), int(start.y())), QPoint(int(end.x()), int(end.y()))
+    QTest.mousePress(viewport, Qt.LeftButton, Qt.NoModifier, p0)
+    QTest.mouseMove(viewport, p1)
+    QTest.mouseRelease(viewport, Qt.LeftButton, Qt.NoModifier, p1)
+    assert dock.picker.rect is not None
+    assert desktop.canvas.mapTool() is None  # the drawing tool is gone once the rectangle is drawn
+    drawn = dock.picker.rect
+
+    outcome = run_dock(dock)
+
+    assert outcome.status == "ok", outcome.message
+    (result,) = _result_layers(outcome)
+    left, bottom, right, top = _bounds(result)
+    assert (bottom, right) == pytest.approx((miny, maxx), abs=1e-6)
+    assert left == pytest.approx(drawn.xMinimum(), abs=1.0)
+    assert top == pytest.approx(drawn.yMaximum(), abs=1.0)
+
+
+def test_cancel_stops_the_task_and_leaves_nothing(desktop, dock, tmp_path, slow_checkpoint):
+    big = write_scene(tmp_path / "big.tif", size=512)
+    _add_raster(big, "big")
+    layers_before = set(QgsProject.instance().mapLayers())
+    output = tmp_path / "out" / "cancelled.gpkg"
+    output.parent.mkdir()
+    dock.model_widget.setFilePath(str(slow_checkpoint))
+    dock.expression_edit.setText("bright square")
+    dock.file_radio.setChecked(True)
+    dock.output_widget.setFilePath(str(output))
+
+    task = dock.run()
+    workdir = task.workdir
+    wait_for(task.progressChanged)  # the library is running: tiles are being processed
+    assert task.status() == QgsTask.Running
+    dock.cancel_button.click()
+    (outcome,) = wait_for(dock.run_finished)
+
+    assert outcome.status == "cancelled", outcome.message
+    assert set(QgsProject.instance().mapLayers()) == layers_before
+    assert list(output.parent.iterdir()) == []
+    assert not workdir.exists()
+    assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
+
+
+def test_library_errors_reach_the_message_bar(desktop, dock, scene, bright_checkpoint):
+    _add_raster(scene)
+    dock.model_widget.setFilePath(str(bright_checkpoint))
+    dock.expression_edit.setText("bright square")
+    dock.tile_spin.setValue(8)  # the library refuses tiles under 16 px, with a message saying so
+
+    outcome = run_dock(dock)
+
+    assert outcome.status == "error"
+    assert "tile size 8 is too small" in outcome.message
+    assert outcome.layer_ids == []
+    bar_texts = [item.text() for item in desktop.message_bar.items()]
+    assert any("tile size 8 is too small" in text for text in bar_texts)
+
+
+def test_dock_without_a_default_model_explains(desktop, plugin, monkeypatch):
+    from rrsis_qgis import checkpoints
+
+    monkeypatch.setattr(checkpoints, "default_checkpoint", lambda: None)
+    dock = plugin.dock
+    dock.model_widget.setFilePath("")
+    dock.refresh_model()
+    assert dock.model_label.text() == checkpoints.NO_DEFAULT_MODEL
+    assert not dock.run_button.isEnabled()
+
+
+def test_dock_runs_the_tiny_lgce_checkpoint(desktop, dock, tmp_path, tiny_checkpoint):
+    """The library's random-initialised tiny LGCE model, end to end through the dock.
+
+    Its weights are random, so what it finds means nothing; what is known is that its target
+    probabilities stay far above 0.01 (they lie around 0.4-0.46 for seed 0), so at the slider's
+    lowest non-zero threshold every pixel is target and the result is one polygon covering the
+    scene exactly.
+    """
+    path = write_scene(tmp_path / "small.tif", size=128)
+    layer = _add_raster(path, "small")
+    dock.layer_combo.setLayer(layer)
+    dock.model_widget.setFilePath(str(tiny_checkpoint))
+    assert "tiny-lgce" in dock.model_label.text()
+    assert "building" in dock.completer.vocabulary  # completion comes from the model's vocabulary
+    dock.completer.refresh("red buil")
+    assert "red building" in dock.completer.candidates()
+    dock.threshold_slider.setValue(1)
+    dock.expression_edit.setText("building along the road")
+
+    outcome = run_dock(dock)
+
+    assert outcome.status == "ok", outcome.message
+    (result,) = _result_layers(outcome)
+    assert result.crs().authid() == SCENE_CRS
+    assert result.featureCount() == 1
+    assert _bounds(result) == pytest.approx(_bounds(layer), abs=1e-6)
+    assert next(result.getFeatures())["model"] == "tiny-lgce"

@@ -1,0 +1,211 @@
+"""The Processing algorithm rrsis:segment: processing.run, batch runs, the modeler, cancel."""
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("qgis.core", reason="QGIS Python bindings cannot be imported: install python3-qgis", exc_type=ImportError)
+
+from qgis.core import (  # noqa: E402
+    QgsApplication,
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProcessingModelAlgorithm,
+    QgsProcessingModelChildAlgorithm,
+    QgsProcessingModelChildParameterSource,
+    QgsProcessingModelParameter,
+    QgsProcessingParameterRasterLayer,
+    QgsProject,
+    QgsRasterLayer,
+    QgsVectorLayer,
+)
+
+from plugin_test_helpers import ORIGIN, SCENE_CRS, square_bounds, write_scene  # noqa: E402
+from rrsis_qgis.checkpoints import SEGMENTERS  # noqa: E402
+
+ALGORITHM = "rrsis:segment"
+
+
+@pytest.fixture
+def provider(qgis_app):
+    """The plugin's provider registered the way initProcessing() does it (no GUI needed)."""
+    import rrsis_qgis
+
+    plugin = rrsis_qgis.classFactory(None)
+    plugin.initProcessing()
+    yield plugin.provider
+    plugin.unload()
+
+
+def _layer_bounds(uri):
+    layer = QgsVectorLayer(uri, "result", "ogr")
+    assert layer.isValid(), uri
+    extent = layer.extent()
+    return layer, (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())
+
+
+def test_processing_run_writes_one_layer_per_expression(provider, scene, bright_checkpoint, tmp_path):
+    import processing
+
+    output = tmp_path / "result.gpkg"
+    result = processing.run(
+        ALGORITHM,
+        {
+            "INPUT": str(scene),
+            "EXPRESSIONS": "bright square\n\nbuilding along the road\n",
+            "CHECKPOINT": str(bright_checkpoint),
+            "OUTPUT": str(output),
+        },
+    )
+    assert result["OUTPUT"] == str(output) and output.is_file()
+    assert result["FEATURE_COUNT"] == 2
+    assert len(result["LAYERS"]) == 2
+    names = []
+    for uri in result["LAYERS"]:
+        layer, bounds = _layer_bounds(uri)
+        assert layer.crs().authid() == SCENE_CRS
+        assert bounds == pytest.approx(square_bounds(), abs=1e-6)
+        names.append(next(layer.getFeatures())["expression"])
+    assert names == ["bright square", "building along the road"]
+
+
+def test_processing_extent_threshold_and_non_file_layer(provider, bright_checkpoint, tmp_path):
+    """A virtual raster (not a file: exported first), one band read as RGB, clipped by EXTENT."""
+    import processing
+
+    source = write_scene(tmp_path / "gray.tif", bands=1)
+    size = 256
+    uri = (
+        f"?crs={SCENE_CRS}&extent={ORIGIN[0]},{ORIGIN[1] - size},{ORIGIN[0] + size},{ORIGIN[1]}"
+        f"&width={size}&height={size}&formula=%22g@1%22&g:uri={source}&g:provider=gdal"
+    )
+    virtual = QgsRasterLayer(uri, "virtual", "virtualraster")
+    assert virtual.isValid() and virtual.dataProvider().name() == "virtualraster"
+    QgsProject.instance().addMapLayer(virtual)
+    minx, miny, maxx, maxy = square_bounds()
+    cut = minx + 40  # the extent keeps the right part of the square only
+    workdirs_before = set(Path(tempfile.gettempdir()).glob("rrsis-processing-*"))
+    try:
+        result = processing.run(
+            ALGORITHM,
+            {
+                "INPUT": virtual,
+                "EXPRESSIONS": "bright square",
+                "CHECKPOINT": str(bright_checkpoint),
+                "THRESHOLD": 0.3,
+                "EXTENT": f"{cut},{ORIGIN[0] + size},{ORIGIN[1] - size},{ORIGIN[1]} [{SCENE_CRS}]",
+                "BANDS": "1,1,1",
+                "OUTPUT": str(tmp_path / "virtual.gpkg"),
+            },
+        )
+    finally:
+        QgsProject.instance().removeMapLayer(virtual.id())
+    (uri,) = result["LAYERS"]
+    _, bounds = _layer_bounds(uri)
+    assert bounds == pytest.approx((cut, miny, maxx, maxy), abs=1e-6)
+    assert set(Path(tempfile.gettempdir()).glob("rrsis-processing-*")) == workdirs_before  # export removed
+
+
+def test_batch_over_two_layers(provider, bright_checkpoint, tmp_path):
+    """As the batch dialog does: one context and feedback, one run per row."""
+    import processing
+
+    utm = write_scene(tmp_path / "utm.tif")
+    geographic = write_scene(tmp_path / "wgs84.tif", crs="EPSG:4326", origin=(55.2, 25.3), pixel=1e-5)
+    context, feedback = QgsProcessingContext(), QgsProcessingFeedback()
+    context.setProject(QgsProject.instance())
+    rows = [
+        (utm, SCENE_CRS, square_bounds()),
+        (geographic, "EPSG:4326", square_bounds(origin=(55.2, 25.3), pixel=1e-5)),
+    ]
+    segmenters = set()
+    for index, (path, crs, expected) in enumerate(rows):
+        output = tmp_path / f"batch_{index}.gpkg"
+        result = processing.run(
+            ALGORITHM,
+            {"INPUT": str(path), "EXPRESSIONS": "bright square", "CHECKPOINT": str(bright_checkpoint), "OUTPUT": str(output)},
+            context=context,
+            feedback=feedback,
+        )
+        (uri,) = result["LAYERS"]
+        layer, bounds = _layer_bounds(uri)
+        assert layer.crs().authid() == crs
+        assert bounds == pytest.approx(expected, abs=1e-6 if crs == SCENE_CRS else 1e-10)
+        segmenters.add(id(SEGMENTERS._segmenter))
+    assert len(segmenters) == 1  # the model was loaded once for the whole batch
+
+
+def test_modeler_can_chain_the_algorithm(provider, scene, bright_checkpoint, tmp_path):
+    """A graphical model with rrsis:segment as a child runs like any other model."""
+    import processing
+
+    model = QgsProcessingModelAlgorithm("segment scenes", "rrsis tests")
+    model.addModelParameter(QgsProcessingParameterRasterLayer("scene", "Scene"), QgsProcessingModelParameter("scene"))
+    child = QgsProcessingModelChildAlgorithm(ALGORITHM)
+    child.setChildId("segment")
+    child.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromModelParameter("scene")])
+    child.addParameterSources("EXPRESSIONS", [QgsProcessingModelChildParameterSource.fromStaticValue("bright square")])
+    child.addParameterSources("CHECKPOINT", [QgsProcessingModelChildParameterSource.fromStaticValue(str(bright_checkpoint))])
+    child.addParameterSources("OUTPUT", [QgsProcessingModelChildParameterSource.fromStaticValue(str(tmp_path / "model.gpkg"))])
+    model.addChildAlgorithm(child)
+    assert model.validate()[0], model.validate()[1]
+
+    results = processing.run(model, {"scene": str(scene)})
+
+    child_results = results["CHILD_RESULTS"]["segment"]
+    assert child_results["FEATURE_COUNT"] == 1
+    assert child_results["OUTPUT"] == str(tmp_path / "model.gpkg")
+    (uri,) = child_results["LAYERS"]
+    _, bounds = _layer_bounds(uri)
+    assert bounds == pytest.approx(square_bounds(), abs=1e-6)
+
+
+def test_cancelled_feedback_writes_nothing(provider, scene, bright_checkpoint, tmp_path):
+    import processing
+
+    feedback = QgsProcessingFeedback()
+    feedback.cancel()
+    output = tmp_path / "never.gpkg"
+    result = processing.run(
+        ALGORITHM,
+        {"INPUT": str(scene), "EXPRESSIONS": "bright square", "CHECKPOINT": str(bright_checkpoint), "OUTPUT": str(output)},
+        feedback=feedback,
+    )
+    assert "LAYERS" not in result
+    assert not output.exists()
+    # (QGIS itself may leave GDAL's scene.tif.aux.xml statistics beside the raster it opened)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".aux.xml")) == ["scene.tif"]
+
+
+def test_bad_input_is_a_processing_error_with_the_library_message(provider, scene, bright_checkpoint, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException, match="tile size 8 is too small"):
+        processing.run(
+            ALGORITHM,
+            {
+                "INPUT": str(scene),
+                "EXPRESSIONS": "bright square",
+                "CHECKPOINT": str(bright_checkpoint),
+                "TILE_SIZE": 8,
+                "OUTPUT": str(tmp_path / "bad.gpkg"),
+            },
+        )
+    assert not (tmp_path / "bad.gpkg").exists()
+    with pytest.raises(QgsProcessingException, match="at least one referring expression"):
+        processing.run(
+            ALGORITHM,
+            {"INPUT": str(scene), "EXPRESSIONS": " \n ", "CHECKPOINT": str(bright_checkpoint), "OUTPUT": str(tmp_path / "x.gpkg")},
+        )
+
+
+def test_algorithm_metadata(provider):
+    algorithm = QgsApplication.processingRegistry().algorithmById(ALGORITHM)
+    assert algorithm.displayName() == "Segment by referring expression"
+    names = [p.name() for p in algorithm.parameterDefinitions()]
+    for name in ("INPUT", "EXPRESSIONS", "CHECKPOINT", "THRESHOLD", "EXTENT", "TILE_SIZE", "OVERLAP", "OUTPUT"):
+        assert name in names
+    assert algorithm.parameterDefinition("CHECKPOINT").flags() & algorithm.parameterDefinition("CHECKPOINT").FlagOptional
+    assert algorithm.parameterDefinition("EXPRESSIONS").multiLine()
