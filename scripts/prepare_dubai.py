@@ -12,7 +12,7 @@
    the split of its tile: tiles 1–6 train, tile 7 validation (change with --val-tiles /
    --test-tiles; split by tile, never by crop).
 
-    .venv/bin/python scripts/prepare_dubai.py [--out /work/data/dubai_refseg] [--overwrite]
+    .venv/bin/python scripts/prepare_dubai.py [--data ../shared/data/dubai_aerial] [--out data/dubai_refseg] [--overwrite]
 
 Prints the counts per split/template/category and the time taken; the full figures are in
 ``OUT/stats.json``.
@@ -42,7 +42,8 @@ if str(ROOT) not in sys.path:
 from rrsis_geo.errors import OutputError, RRSISError  # noqa: E402
 from training.builder import build_dataset, load_config, load_scenes  # noqa: E402
 
-DATA = Path("/work/shared/data/dubai_aerial")
+# the data sits beside the checkout (../shared/data) on the project machines
+DATA = ROOT.parent / "shared" / "data" / "dubai_aerial"
 CRS_EPSG = 32640  # WGS 84 / UTM zone 40N
 GSD_M = 1.0  # estimated from villa and lane widths; not documented by the data set
 ORIGIN_EASTING, ORIGIN_NORTHING = 300_000.0, 2_790_000.0
@@ -148,7 +149,7 @@ def report(stats: dict, seconds: float, out: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA, help="folder with tile_N/ (default %(default)s)")
-    parser.add_argument("--out", type=Path, default=Path("/work/data/dubai_refseg"),
+    parser.add_argument("--out", type=Path, default=ROOT / "data" / "dubai_refseg",
                         help="dataset folder (default %(default)s)")
     parser.add_argument("--scenes-dir", type=Path,
                         help="where the GeoTIFF scenes go (default: OUT_scenes beside --out)")
