@@ -1,0 +1,342 @@
+"""The ``rrsis-geo`` command: ``predict``, ``models``, ``info``.
+
+Errors a user can cause are printed as ``rrsis-geo: error: <what to do>`` without a traceback
+(exit status 2); Ctrl-C or a cancel leaves no partial output (exit status 130).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+from .errors import InputError, RRSISError
+
+PROG = "rrsis-geo"
+
+
+# ------------------------------------------------------------------------------------------
+# argument helpers
+def _parse_numbers(text: str, option: str, count: int, kind: Callable = float) -> List:
+    parts = [p.strip() for p in text.replace(" ", ",").split(",") if p.strip()]
+    try:
+        values = [kind(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != count:
+        example = "4,3,2" if option == "--bands" else "minx,miny,maxx,maxy"
+        raise InputError(f"{option} {text!r} is not {count} comma-separated numbers, e.g. {option} {example}")
+    return values
+
+
+def parse_bands(text: Optional[str]) -> Optional[List[int]]:
+    return None if text is None else _parse_numbers(text, "--bands", 3, int)
+
+
+def parse_bbox(text: Optional[str]):
+    if text is None:
+        return None
+    minx, miny, maxx, maxy = _parse_numbers(text, "--bbox", 4, float)
+    if not (maxx > minx and maxy > miny):
+        raise InputError(f"--bbox {text!r} must be minx,miny,maxx,maxy with maxx > minx and maxy > miny")
+    return (minx, miny, maxx, maxy)
+
+
+def read_expressions(args: argparse.Namespace) -> List[str]:
+    expressions = list(args.expression or [])
+    if args.expressions_file:
+        path = Path(args.expressions_file)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            raise InputError(f"expressions file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read expressions file {path} ({exc}); it must be UTF-8 text, one expression per line") from exc
+        expressions += [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        if not expressions:
+            raise InputError(f"expressions file {path} holds no expression (one per line; '#' starts a comment)")
+    if not expressions:
+        raise InputError("give an expression with -e 'building along the road' (or --expressions-file FILE)")
+    return expressions
+
+
+class _ProgressBar:
+    """tqdm bar fed by the library's ``progress(done, total, message)`` callback."""
+
+    def __init__(self, enabled: bool, unit: str = "tile") -> None:
+        self.enabled = enabled
+        self.unit = unit
+        self.bar = None
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            if total <= 0:
+                return
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit=self.unit, file=sys.stderr, dynamic_ncols=True, leave=True)
+        if total > 0 and self.bar.total != total:
+            self.bar.total = total
+        if done > self.bar.n:
+            self.bar.update(done - self.bar.n)
+        if ": tile " in message:  # "scene 1/2 a.tif: tile 7/40": show which scene
+            self.bar.set_postfix_str(message.split(": tile ")[0][:40], refresh=False)
+        elif not message.startswith("tile "):
+            self.bar.set_postfix_str(message[:40], refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+# ------------------------------------------------------------------------------------------
+# commands
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .pipeline import predict
+
+    expressions = read_expressions(args)
+    if args.output is None and args.prob_out is None and args.mask_out is None:
+        raise InputError("say where to write the result: -o OUT.gpkg (and/or --prob-out P.tif, --mask-out M.tif)")
+    bar = _ProgressBar(not args.quiet)
+    try:
+        result = predict(
+            args.scenes if len(args.scenes) > 1 else args.scenes[0],
+            expressions,
+            checkpoint=args.checkpoint,
+            device=args.device,
+            output=args.output,
+            overwrite=args.overwrite,
+            tile_size=args.tile_size,
+            overlap=args.overlap,
+            batch_size=args.batch_size,
+            threshold=args.threshold,
+            bands=parse_bands(args.bands),
+            bbox=parse_bbox(args.bbox),
+            allow_no_crs=args.allow_no_crs,
+            prob_out=args.prob_out,
+            mask_out=args.mask_out,
+            simplify=args.simplify,
+            min_area=args.min_area,
+            fill_holes=args.fill_holes,
+            resample=args.resample,
+            readers=args.readers,
+            compile=args.compile,
+            progress=bar,
+        )
+    finally:
+        bar.close()
+    counts = result["expression"].value_counts() if len(result) else {}
+    from .pipeline import clean_expressions
+    from .vectorize import layer_names
+
+    texts = clean_expressions(expressions)
+    for text, layer in zip(texts, layer_names(texts)):
+        n = int(counts.get(text, 0)) if len(result) else 0
+        where = f" (layer {layer})" if args.output else ""
+        print(f"{text}: {n} polygon{'s' if n != 1 else ''}{where}")
+    for path in (args.output, args.prob_out, args.mask_out):
+        if path is not None:
+            print(f"wrote {path}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .catalog import download_checkpoint, list_checkpoints, user_model_dir
+
+    if args.download:
+        bar = _ProgressBar(not args.quiet, unit="B")
+        try:
+            path = download_checkpoint(args.download, overwrite=args.overwrite, progress=bar)
+        finally:
+            bar.close()
+        print(f"installed {args.download} in {path}; use it with --checkpoint {args.download}")
+        return 0
+    entries = list_checkpoints()
+    installed = [e for e in entries if e.where in ("default", "user")]
+    available = [e for e in entries if e.where in ("download", "installed")]
+    print(f"user model directory: {user_model_dir()}")
+    if installed:
+        print("installed:")
+        for e in installed:
+            mark = " (default)" if e.default else ""
+            print(f"  {e.name}{mark}  {e.location}\n      {e.description}")
+    else:
+        print("installed: none (pass --checkpoint DIR, set RRSIS_CHECKPOINT, or download one below)")
+    if available:
+        print("downloadable (rrsis-geo models --download NAME):")
+        for e in available:
+            state = " [installed]" if e.where == "installed" else ""
+            print(f"  {e.name}{state}  {e.location}  sha256 {e.sha256[:16]}...\n      {e.description}")
+    else:
+        print("downloadable: none listed (set RRSIS_MANIFEST to a manifest file to add some)")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import rasterio
+
+    from .catalog import default_checkpoint, resolve_checkpoint
+    from .engine import plan_tiles
+    from .models.checkpoint import read_config
+    from .raster import band_summary, open_raster, scene_bounds
+
+    bands = parse_bands(args.bands)
+    scene = Path(args.scene)
+    if bands is None and scene.is_file():
+        try:
+            with rasterio.open(scene) as ds:
+                if ds.count < 3:
+                    bands = [1, 1, 1]
+        except rasterio.errors.RasterioIOError:
+            pass  # open_raster says what is wrong
+    source = open_raster(scene, bands=bands, bbox=parse_bbox(args.bbox), allow_no_crs=True)
+    config = {}
+    checkpoint = None
+    if args.checkpoint or default_checkpoint() is not None:
+        checkpoint = resolve_checkpoint(args.checkpoint)
+        config = read_config(checkpoint)
+    tile = int(args.tile_size or config.get("input_size") or 512)
+    gsd_m = config.get("gsd_m")
+    plan = plan_tiles(source, tile, args.overlap, model_gsd=gsd_m, resample=False if gsd_m is None else None)
+
+    r = source.region
+    out = [
+        f"scene:        {source.path}",
+        f"driver:       {source.driver}",
+        f"size:         {source.width} x {source.height} px ({source.width * source.height / 1e6:.2f} MP), {source.count} band(s)",
+    ]
+    out += [f"{'bands:' if k == 0 else '':14}{line}" for k, line in enumerate(band_summary(source))]
+    out.append(f"dtype:        {source.dtype}")
+    if source.stretch and source.dtype != "uint8":
+        spans = ", ".join(f"{lo:.6g}..{hi:.6g}" for lo, hi in source.stretch)
+        out.append(f"stretch:      2-98 % per band: {spans}")
+    else:
+        out.append("stretch:      8-bit, used as is")
+    out.append(f"crs:          {source.describe_crs()}" + ("" if source.crs else "  (predict needs --allow-no-crs)"))
+    minx, miny, maxx, maxy = scene_bounds(source)
+    out.append(f"bounds:       {minx:.6f}, {miny:.6f}, {maxx:.6f}, {maxy:.6f}")
+    if source.gsd:
+        out.append(f"gsd:          {source.gsd[0]:.4g} x {source.gsd[1]:.4g} m/px")
+    else:
+        out.append("gsd:          unknown (no CRS)")
+    out.append(f"nodata:       {source.nodata}" + ("  (masked pixels present or possible)" if source.has_mask else ""))
+    out.append(f"overviews:    {', '.join(map(str, source.overviews)) or 'none'}")
+    if (r.width, r.height) != (source.width, source.height):
+        out.append(f"bbox window:  col {r.col_off}, row {r.row_off}, {r.width} x {r.height} px")
+    rows, cols = plan.grid.shape
+    stride = plan.grid.strides
+    out.append(
+        f"tiles:        {len(plan.grid)} ({rows} x {cols}) of {tile} px, {args.overlap:.0%} overlap, stride {stride[1]} px"
+    )
+    if plan.resample:
+        out.append(f"resampling:   to the model's {gsd_m} m/px (tile footprint {plan.footprint[1]} x {plan.footprint[0]} px)")
+    if checkpoint is not None:
+        out.append(f"model:        {config.get('name', checkpoint.name)} ({checkpoint})")
+    print("\n".join(out))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Segment what an English expression describes in a georeferenced raster; write polygons.",
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("predict", help="segment expressions in scenes and write a GeoPackage",
+                       description="Segment expressions in scenes; one GeoPackage layer per expression.")
+    p.add_argument("scenes", nargs="+", metavar="SCENE", help="raster file(s) GDAL can read")
+    p.add_argument("-e", "--expression", action="append", metavar="EXPR", help="referring expression (repeat for several)")
+    p.add_argument("--expressions-file", metavar="F", help="text file, one expression per line ('#' comments)")
+    p.add_argument("-o", "--output", metavar="OUT.gpkg", help="GeoPackage to write (one layer per expression)")
+    p.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory or installed model name (default: see `models`)")
+    p.add_argument("--device", default="auto", metavar="DEV", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    p.add_argument("--tile-size", type=int, metavar="PX", help="tile edge in model pixels (default: the model's input size)")
+    p.add_argument("--overlap", type=float, default=0.25, metavar="F", help="tile overlap fraction (default 0.25)")
+    p.add_argument("--batch-size", type=int, metavar="N", help="tiles per model call (default 2 on CPU, 16 on CUDA)")
+    p.add_argument("--threshold", type=float, metavar="P", help="probability threshold (default: the model's, usually 0.5)")
+    p.add_argument("--bands", metavar="R,G,B", help="1-based bands fed as red,green,blue, e.g. 4,3,2")
+    p.add_argument("--bbox", metavar="MINX,MINY,MAXX,MAXY", help="process only this box (in each scene's CRS)")
+    p.add_argument("--allow-no-crs", action="store_true", help="accept scenes without a CRS (file coordinates)")
+    p.add_argument("--prob-out", metavar="P.tif", help="probability GeoTIFF, one band per expression ({scene} for several scenes)")
+    p.add_argument("--mask-out", metavar="M.tif", help="mask GeoTIFF (1 target, 0 background, 255 nodata)")
+    p.add_argument("--simplify", type=float, default=0.0, metavar="UNITS", help="simplification tolerance in map units")
+    p.add_argument("--min-area", type=float, default=0.0, metavar="M2", help="drop polygons smaller than this (m2)")
+    p.add_argument("--fill-holes", type=float, default=0.0, metavar="M2", help="fill holes smaller than this (m2)")
+    p.add_argument("--resample", action=argparse.BooleanOptionalAction, default=None,
+                   help="resample to the model's training GSD (default: when it differs by > 25 %%)")
+    p.add_argument("--readers", type=int, metavar="N", help="reader threads (default 1 on CPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (long runs on a GPU)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
+
+    m = sub.add_parser("models", help="list installed and downloadable checkpoints; download one")
+    m.add_argument("--download", metavar="NAME", help="fetch a listed checkpoint (sha256-verified) into the user model dir")
+    m.add_argument("--overwrite", action="store_true", help="replace an installed checkpoint of that name")
+    m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    m.set_defaults(func=cmd_models)
+
+    i = sub.add_parser("info", help="what the library sees in a scene (size, bands, CRS, GSD, tiles)")
+    i.add_argument("scene", metavar="SCENE")
+    i.add_argument("--bands", metavar="R,G,B")
+    i.add_argument("--bbox", metavar="MINX,MINY,MAXX,MAXY")
+    i.add_argument("--tile-size", type=int)
+    i.add_argument("--overlap", type=float, default=0.25)
+    i.add_argument("--checkpoint", metavar="DIR")
+    i.set_defaults(func=cmd_info)
+    return parser
+
+
+def prefer_passive_openmp() -> None:
+    """Let idle OpenMP threads sleep instead of spin (``OMP_WAIT_POLICY=PASSIVE``).
+
+    Spinning threads on a CPU shared with other programs (and with our reader and writer
+    threads) made the model 5-30x slower in measurements on 2 busy cores; passive waiting cost
+    little on an idle machine. Only effective before torch is imported; a value the user set is
+    kept.
+    """
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``rrsis-geo`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    prefer_passive_openmp()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    with warnings.catch_warnings():  # restores the warning machinery afterwards
+        warnings.simplefilter("default", UserWarning)
+        try:  # a scene without a CRS is reported by our own error (or accepted by --allow-no-crs)
+            from rasterio.errors import NotGeoreferencedWarning
+
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        except ImportError:  # pragma: no cover
+            pass
+        warnings.showwarning = _show_warning
+        try:
+            return int(args.func(args) or 0)
+        except RRSISError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return int(getattr(exc, "exit_code", 2))
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted; no output was written", file=sys.stderr)
+            return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

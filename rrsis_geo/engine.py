@@ -1,0 +1,547 @@
+"""The sliding-window loop: read tiles, run the model, blend, hand out finished strips.
+
+One scene, several expressions, one pass over the pixels::
+
+    reader thread(s) ──batches (pinned buffers)──▶ main thread: to device, stretch + normalise,
+    model per expression (bf16 autocast on CUDA), crop/resize, blend into the StripAccumulator
+    ──finished strips (async copy to host)──▶ strip worker thread: GeoTIFF writers, polygons
+
+* Reader threads each open their own dataset handle (rasterio handles are not thread-safe) and
+  fill buffers of their own pool; batch ``k`` is read by reader ``k % readers`` and consumed in
+  order, so results never depend on thread timing.
+* Tiles without a single valid pixel are not sent to the model.
+* Progress is reported and the cancel flag checked once per batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import Cancelled, InputError
+from .raster import RasterSource, Window, block_cache_budget, bounded_block_cache, read_pixels, read_valid
+from .segmenter import EncodedText, Segmenter
+from .tiling import StripAccumulator, Tile, TileGrid, blend_window, pad_reflect
+
+#: resampling to the model's GSD is automatic when the scene's GSD differs by more than this factor
+AUTO_RESAMPLE_FACTOR = 1.25
+
+ProgressFn = Callable[[int, int, str], None]
+
+_TORCH_DTYPES = {
+    "uint8": torch.uint8,
+    "int16": torch.int16,
+    "uint16": torch.uint16,
+    "int32": torch.int32,
+    "float32": torch.float32,
+}
+
+
+# ------------------------------------------------------------------------------------------
+# planning
+@dataclass(frozen=True)
+class TilePlan:
+    """How a scene is cut: the grid in scene pixels and the model's tile size."""
+
+    grid: TileGrid
+    model_size: int  # tile edge in model pixels
+    resample: bool  # footprint differs from model_size: tiles are resampled in and out
+
+    @property
+    def footprint(self) -> Tuple[int, int]:
+        return self.grid.footprint
+
+    def content_shape(self, tile: Tile) -> Tuple[int, int]:
+        """Size of the tile's data in model pixels (== model_size unless the region is smaller)."""
+        if not self.resample:
+            return tile.height, tile.width
+        fh, fw = self.footprint
+        return (
+            max(1, min(self.model_size, round(tile.height * self.model_size / fh))),
+            max(1, min(self.model_size, round(tile.width * self.model_size / fw))),
+        )
+
+
+def resolve_resample(source: RasterSource, model_gsd: Optional[float], resample: Optional[bool]) -> bool:
+    """Whether to resample the scene to ``model_gsd`` (``resample`` None = automatic)."""
+    if resample is False:
+        return False
+    if not model_gsd or source.gsd is None:
+        if resample:
+            why = "the model's config has no gsd_m" if not model_gsd else "the scene has no CRS"
+            raise InputError(f"cannot resample to the model's ground sample distance: {why}; drop --resample")
+        return False
+    if resample:
+        return True
+    ratios = [model_gsd / g for g in source.gsd if g > 0]
+    return any(abs(math.log(r)) > math.log(AUTO_RESAMPLE_FACTOR) for r in ratios)
+
+
+def plan_tiles(
+    source: RasterSource,
+    tile_size: int,
+    overlap: float,
+    *,
+    model_gsd: Optional[float] = None,
+    resample: Optional[bool] = None,
+) -> TilePlan:
+    """Tile grid over ``source.region`` for a model taking ``tile_size`` px tiles."""
+    if tile_size < 16:
+        raise InputError(f"tile size {tile_size} is too small; use at least 16 px (the model's input size is best)")
+    if not 0.0 <= overlap < 0.9:
+        raise InputError(f"overlap {overlap} must be a fraction in [0, 0.9), e.g. 0.25")
+    do_resample = resolve_resample(source, model_gsd, resample)
+    footprint = (tile_size, tile_size)
+    if do_resample:
+        gx, gy = source.gsd  # type: ignore[misc]
+        footprint = (max(1, round(tile_size * model_gsd / gy)), max(1, round(tile_size * model_gsd / gx)))
+        do_resample = footprint != (tile_size, tile_size)
+    grid = TileGrid(source.region.height, source.region.width, footprint, overlap)
+    return TilePlan(grid, tile_size, do_resample)
+
+
+# ------------------------------------------------------------------------------------------
+# reading
+@dataclass
+class _Buffers:
+    """One batch worth of host memory (pinned on CUDA), owned by one reader."""
+
+    images: torch.Tensor  # [B, 3, T, T] raw values
+    valid: torch.Tensor  # [B, fh, fw] bool
+    owner: int
+    event: Any = None  # CUDA event after which the buffers may be refilled
+
+
+@dataclass
+class _Batch:
+    index: int
+    tiles: List[Tile]
+    has_data: List[bool]  # per tile: holds at least one valid pixel (else skipped)
+    masked: List[bool]  # per tile: valid[i] holds a real mask (else all valid)
+    buffers: _Buffers
+
+    @property
+    def n_run(self) -> int:
+        return sum(self.has_data)
+
+
+class _Reader(threading.Thread):
+    def __init__(
+        self,
+        rank: int,
+        n_readers: int,
+        source: RasterSource,
+        plan: TilePlan,
+        batches: Sequence[Sequence[Tile]],
+        batch_size: int,
+        prefetch: int,
+        pin: bool,
+        stop: threading.Event,
+    ) -> None:
+        super().__init__(name=f"rrsis-reader-{rank}", daemon=True)
+        self.rank = rank
+        self.n_readers = n_readers
+        self.source = source
+        self.plan = plan
+        self.batches = batches
+        self.stop = stop
+        self.out: "queue.Queue[Any]" = queue.Queue(maxsize=prefetch)
+        self.free: "queue.Queue[_Buffers]" = queue.Queue()
+        T = plan.model_size
+        fh, fw = plan.footprint
+        dtype = _TORCH_DTYPES[source.read_dtype]
+        for _ in range(prefetch + 2):
+            self.free.put(
+                _Buffers(
+                    torch.empty((batch_size, 3, T, T), dtype=dtype, pin_memory=pin),
+                    torch.empty((batch_size, min(fh, plan.grid.height), min(fw, plan.grid.width)), dtype=torch.bool, pin_memory=pin),
+                    rank,
+                )
+            )
+        self.count = 0  # batches read, for stats
+        self.seconds = 0.0
+
+    def _put(self, item: Any) -> None:
+        while not self.stop.is_set():
+            try:
+                self.out.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _get_buffers(self) -> Optional[_Buffers]:
+        while not self.stop.is_set():
+            try:
+                buffers = self.free.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if buffers.event is not None:
+                buffers.event.synchronize()  # the device has finished copying out of them
+                buffers.event = None
+            return buffers
+        return None
+
+    def run(self) -> None:
+        try:
+            with self.source.open() as ds:
+                for k in range(self.rank, len(self.batches), self.n_readers):
+                    buffers = self._get_buffers()
+                    if buffers is None:
+                        return
+                    started = time.perf_counter()
+                    batch = self._read(ds, k, buffers)
+                    self.seconds += time.perf_counter() - started
+                    self._put(batch)
+        except BaseException as exc:  # handed to the main thread, which re-raises it
+            self._put(exc)
+
+    def _read(self, ds, k: int, buffers: _Buffers) -> _Batch:
+        region = self.source.region
+        images = buffers.images.numpy()
+        valid_np = buffers.valid.numpy()
+        T = self.plan.model_size
+        tiles = list(self.batches[k])
+        has_data, masked = [], []
+        slot = 0
+        for tile in tiles:
+            window = Window(region.col_off + tile.col_off, region.row_off + tile.row_off, tile.width, tile.height)
+            valid = read_valid(ds, self.source, window)
+            if valid is not None and not valid.any():
+                has_data.append(False)
+                masked.append(False)
+                continue
+            mh, mw = self.plan.content_shape(tile)
+            out_shape = (mh, mw) if self.plan.resample else None
+            if (mh, mw) == (T, T):
+                read_pixels(ds, self.source, window, out=images[slot], out_shape=out_shape)
+            else:  # region smaller than a tile: reflect-pad, the engine crops back
+                pixels = read_pixels(ds, self.source, window, out_shape=out_shape)
+                images[slot] = pad_reflect(pixels, T, T)
+            if valid is not None:
+                valid_np[slot, : tile.height, : tile.width] = valid
+            has_data.append(True)
+            masked.append(valid is not None)
+            slot += 1
+        self.count += 1
+        return _Batch(k, tiles, has_data, masked, buffers)
+
+
+# ------------------------------------------------------------------------------------------
+# strips out
+class StripSink:
+    """Receives finished rows of the region, top to bottom (see :class:`StripWorker`)."""
+
+    def write(self, row0: int, probs: np.ndarray, valid: np.ndarray) -> None:
+        """``probs[E, n, W]`` float32 (0 where invalid), ``valid[n, W]`` bool."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """All rows have been written: finish the output."""
+
+    def abort(self) -> None:
+        """The run failed or was cancelled: release files (the caller deletes them)."""
+
+
+class StripWorker(threading.Thread):
+    """Feeds finished strips to the sinks in a thread of its own, so that writing GeoTIFFs and
+    polygonising overlap with the model. At most ``depth`` strips wait in its queue."""
+
+    def __init__(self, sinks: Sequence[StripSink], depth: int = 3) -> None:
+        super().__init__(name="rrsis-strips", daemon=True)
+        self.sinks = list(sinks)
+        self.inbox: "queue.Queue[Any]" = queue.Queue(maxsize=depth)
+        self.error: Optional[BaseException] = None
+        self.abort = threading.Event()
+        self.seconds = 0.0
+
+    def submit(self, row0: int, probs: torch.Tensor, valid: torch.Tensor, event: Any) -> None:
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                self.inbox.put((row0, probs, valid, event), timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> None:
+        """Wait until every strip is written and the sinks are closed; re-raise their error."""
+        self.submit_end()
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+    def submit_end(self) -> None:
+        while self.is_alive():
+            try:
+                self.inbox.put(None, timeout=0.1)
+                return
+            except queue.Full:
+                if self.error is not None:
+                    return
+
+    def _abort_sinks(self) -> None:
+        for sink in self.sinks:
+            try:
+                sink.abort()
+            except Exception:  # the first error is the one worth reporting
+                pass
+
+    def run(self) -> None:
+        try:
+            while True:
+                item = self.inbox.get()
+                if item is None or self.abort.is_set():
+                    break
+                row0, probs, valid, event = item
+                if event is not None:
+                    event.synchronize()
+                started = time.perf_counter()
+                p, v = probs.numpy(), valid.numpy()
+                for sink in self.sinks:
+                    sink.write(row0, p, v)
+                self.seconds += time.perf_counter() - started
+            if not self.abort.is_set():
+                started = time.perf_counter()
+                for sink in self.sinks:
+                    sink.close()
+                self.seconds += time.perf_counter() - started
+            else:
+                self._abort_sinks()
+        except BaseException as exc:
+            self.error = exc
+            self._abort_sinks()
+            # keep draining so that the producer never blocks on a dead worker
+            while True:
+                try:
+                    if self.inbox.get(timeout=0.5) is None:
+                        break
+                except queue.Empty:
+                    break
+
+
+# ------------------------------------------------------------------------------------------
+# the loop
+@dataclass
+class EngineOptions:
+    batch_size: int = 4
+    readers: int = 1
+    prefetch: int = 2
+
+
+@dataclass
+class RunStats:
+    """What one scene's run did and where the time went (reported by the benchmark)."""
+
+    tiles: int = 0
+    tiles_run: int = 0  # tiles with data, sent to the model
+    batches: int = 0
+    expressions: int = 0
+    seconds_total: float = 0.0
+    seconds_model: float = 0.0  # model calls (CUDA: measured with events)
+    seconds_waiting_for_reader: float = 0.0
+    seconds_reading: float = 0.0  # summed over reader threads
+    seconds_strips: float = 0.0  # GeoTIFF writing + polygonising, in the strip worker
+    accumulator_rows: int = 0
+    accumulator_max_rows_in_flight: int = 0
+    accumulator_bytes: int = 0
+    resampled: bool = False
+    footprint: Tuple[int, int] = (0, 0)
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> Dict[str, Any]:
+        out = dict(self.__dict__)
+        out.update(out.pop("extra"))
+        return out
+
+
+def _cancel_requested(cancel: Any) -> bool:
+    if cancel is None:
+        return False
+    if hasattr(cancel, "is_set"):
+        return bool(cancel.is_set())
+    if hasattr(cancel, "isCanceled"):
+        return bool(cancel.isCanceled())
+    return bool(cancel())
+
+
+def _batches(grid: TileGrid, batch_size: int) -> List[List[Tile]]:
+    tiles = list(grid)
+    return [tiles[i : i + batch_size] for i in range(0, len(tiles), batch_size)]
+
+
+class _Normaliser:
+    """Raw values -> model input on the device: stretch to 0..1, then (x - mean) / std."""
+
+    def __init__(self, source: RasterSource, segmenter: Segmenter) -> None:
+        dev = segmenter.device
+        stretch = source.stretch or ((0.0, 255.0),) * 3
+        low = torch.tensor([s[0] for s in stretch], dtype=torch.float32, device=dev).view(1, 3, 1, 1)
+        span = torch.tensor([s[1] - s[0] for s in stretch], dtype=torch.float32, device=dev).view(1, 3, 1, 1)
+        mean = torch.tensor(segmenter.mean, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
+        std = torch.tensor(segmenter.std, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
+        self.low, self.inv_span, self.mean, self.inv_std = low, 1.0 / span, mean, 1.0 / std
+
+    def __call__(self, raw: torch.Tensor) -> torch.Tensor:
+        x = raw.float()
+        x = ((x - self.low) * self.inv_span).clamp_(0.0, 1.0)
+        return (x - self.mean).mul_(self.inv_std)
+
+
+def run_scene(
+    source: RasterSource,
+    segmenter: Segmenter,
+    texts: Sequence[EncodedText],
+    plan: TilePlan,
+    sinks: Sequence[StripSink],
+    *,
+    options: EngineOptions = EngineOptions(),
+    on_tiles: Optional[Callable[[int], None]] = None,
+    cancel: Any = None,
+) -> RunStats:
+    """Predict every expression over ``source.region``; finished strips go to ``sinks``.
+
+    ``on_tiles(n)`` is called after each batch with the number of tiles it held; ``cancel`` is
+    checked between batches and raises :class:`Cancelled`. Returns the run's statistics; when
+    no tile held any valid pixel, ``stats.tiles_run`` is 0 (the caller decides what that means).
+    """
+    started = time.perf_counter()
+    device = segmenter.device
+    cuda = device.type == "cuda"
+    grid = plan.grid
+    B = max(1, int(options.batch_size))
+    batches = _batches(grid, B)
+    n_readers = max(1, min(int(options.readers), len(batches)))
+    stats = RunStats(tiles=len(grid), expressions=len(texts), resampled=plan.resample, footprint=plan.footprint)
+
+    stop = threading.Event()
+    readers = [
+        _Reader(r, n_readers, source, plan, batches, B, max(1, options.prefetch), cuda, stop) for r in range(n_readers)
+    ]
+    worker = StripWorker(sinks)
+    accumulator = StripAccumulator(grid.width, grid.tile_height, len(texts), device)
+    normalise = _Normaliser(source, segmenter)
+    weights: Dict[Tuple[int, int], torch.Tensor] = {}
+    model_events: List[Tuple[Any, Any]] = []
+    T = plan.model_size
+    last_col = grid.shape[1] - 1
+
+    def emit(upto: int) -> None:
+        row0, probs, valid = accumulator.flush(upto)
+        event = None
+        if cuda:
+            host_p = torch.empty(probs.shape, dtype=probs.dtype, pin_memory=True)
+            host_v = torch.empty(valid.shape, dtype=valid.dtype, pin_memory=True)
+            host_p.copy_(probs, non_blocking=True)
+            host_v.copy_(valid, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            probs, valid = host_p, host_v
+        worker.submit(row0, probs, valid, event)
+
+    resources = contextlib.ExitStack()  # closed in the finally below
+    resources.enter_context(bounded_block_cache(block_cache_budget(source, plan.footprint[0])))
+    for reader in readers:
+        reader.start()
+    worker.start()
+    finished = False
+    try:
+        with torch.inference_mode():
+            for k in range(len(batches)):
+                if _cancel_requested(cancel):
+                    raise Cancelled("cancelled by the user; nothing was written")
+                waited = time.perf_counter()
+                item = _next_batch(readers[k % n_readers], worker)
+                stats.seconds_waiting_for_reader += time.perf_counter() - waited
+                if isinstance(item, BaseException):
+                    raise item
+                batch: _Batch = item
+                n = batch.n_run
+                buffers = batch.buffers
+                probs = None
+                if n:
+                    raw = buffers.images[:n].to(device, non_blocking=True)
+                    valid_dev = buffers.valid[:n].to(device, non_blocking=True) if any(batch.masked) else None
+                    if cuda:
+                        buffers.event = torch.cuda.Event()
+                        buffers.event.record()
+                        readers[buffers.owner].free.put(buffers)
+                    x = normalise(raw)
+                    if segmenter.compiled and n < B:  # keep one shape for torch.compile
+                        x = torch.cat([x, x.new_zeros((B - n, *x.shape[1:]))])
+                    t0 = time.perf_counter()
+                    ev0 = torch.cuda.Event(enable_timing=True) if cuda else None
+                    if ev0 is not None:
+                        ev0.record()
+                    with segmenter.autocast():
+                        per_text = [segmenter.probabilities(x, text)[:n] for text in texts]
+                    probs = torch.stack(per_text, dim=1)  # [n, E, T, T]
+                    if cuda:
+                        ev1 = torch.cuda.Event(enable_timing=True)
+                        ev1.record()
+                        model_events.append((ev0, ev1))
+                    else:
+                        stats.seconds_model += time.perf_counter() - t0
+                    stats.tiles_run += n
+                slot = 0
+                for tile, has_data, masked in zip(batch.tiles, batch.has_data, batch.masked):
+                    if has_data:
+                        mh, mw = plan.content_shape(tile)
+                        p = probs[slot, :, :mh, :mw]
+                        if (mh, mw) != (tile.height, tile.width):
+                            p = F.interpolate(p[None], size=(tile.height, tile.width), mode="bilinear", align_corners=False)[0]
+                        key = (tile.height, tile.width)
+                        if key not in weights:
+                            weights[key] = blend_window(tile.height, tile.width, device)
+                        v = valid_dev[slot, : tile.height, : tile.width] if masked else None
+                        accumulator.add(tile.row_off, tile.col_off, p, weights[key], v)
+                        slot += 1
+                    if tile.grid_col == last_col:
+                        emit(grid.final_row(tile.grid_row))
+                if not cuda or not n:  # (on CUDA, released above once the copy was queued)
+                    readers[buffers.owner].free.put(buffers)
+                stats.batches += 1
+                if on_tiles is not None:
+                    on_tiles(len(batch.tiles))
+        worker.finish()
+        finished = True
+    finally:
+        stop.set()
+        if not finished:
+            worker.abort.set()
+            worker.submit_end()
+        for reader in readers:
+            reader.join(timeout=10)
+        worker.join(timeout=30)
+        resources.close()
+    if cuda:
+        torch.cuda.synchronize(device)
+        stats.seconds_model = sum(a.elapsed_time(b) for a, b in model_events) / 1000.0
+    stats.seconds_reading = sum(r.seconds for r in readers)
+    stats.seconds_strips = worker.seconds
+    stats.accumulator_rows = accumulator.capacity
+    stats.accumulator_max_rows_in_flight = accumulator.max_rows_in_flight
+    stats.accumulator_bytes = accumulator.nbytes
+    stats.seconds_total = time.perf_counter() - started
+    return stats
+
+
+def _next_batch(reader: _Reader, worker: StripWorker) -> Any:
+    """The reader's next batch, watching for a failed strip worker meanwhile."""
+    while True:
+        if worker.error is not None:
+            raise worker.error
+        try:
+            return reader.out.get(timeout=0.1)
+        except queue.Empty:
+            if not reader.is_alive() and reader.out.empty():
+                raise RuntimeError("the tile reader stopped unexpectedly")

@@ -1,0 +1,238 @@
+"""A loaded model ready for prediction: model + tokenizer + config + device + text cache.
+
+:class:`Segmenter` hides the two ways a model can be called (see
+:mod:`rrsis_geo.models.base`): a contract model encodes each expression once
+(``encode_text``) and segments batches of tiles with the cached text state broadcast
+(``segment``); a plain ``nn.Module`` gets ``forward(images, input_ids, attention_mask)`` with the
+token ids repeated per tile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import CheckpointError, InputError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; other names are checked for availability."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"unknown device {device!r}; use auto, cpu or cuda (cuda:N)") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError("CUDA is not available on this machine; use --device cpu (or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"there is no {dev}; this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise InputError(f"device {device!r} is not supported; use auto, cpu or cuda")
+    return dev
+
+
+@dataclass
+class EncodedText:
+    """An expression ready for the model: its text state (contract models) or token ids."""
+
+    expression: str
+    input_ids: torch.Tensor  # [1, L] on the device
+    attention_mask: torch.Tensor  # [1, L] on the device
+    truncated: bool
+    state: Optional[Dict[str, torch.Tensor]] = None  # encode_text output, batch 1
+
+
+def _follows_contract(model: nn.Module) -> bool:
+    from .models.base import ReferringSegmentationModel
+
+    encode = getattr(type(model), "encode_text", None)
+    segment = getattr(type(model), "segment", None)
+    if encode is None or segment is None:
+        return False
+    if isinstance(model, ReferringSegmentationModel):
+        return (
+            encode is not ReferringSegmentationModel.encode_text
+            and segment is not ReferringSegmentationModel.segment
+        )
+    return True
+
+
+class Segmenter:
+    """A model loaded for inference (see :func:`load_model`)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        config: Dict[str, Any],
+        *,
+        device: Union[str, torch.device] = "auto",
+        checkpoint: Optional[Path] = None,
+        compile: bool = False,
+        channels_last: bool = False,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.config = dict(config)
+        self.checkpoint = checkpoint
+        self.channels_last = channels_last and self.device.type == "cuda"
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.uses_contract = _follows_contract(self.model)
+        self._cache: Dict[str, EncodedText] = {}
+        self.compiled = compile
+        if self.uses_contract:
+            self._segment_fn = self.model.segment
+        else:
+            self._segment_fn = self.model.forward
+        if compile:
+            # shapes are fixed per run (the engine pads the last batch), so no dynamic shapes
+            self._segment_fn = torch.compile(self._segment_fn, dynamic=False)
+
+    # ---- config ----------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return str(self.config.get("name") or (self.checkpoint.name if self.checkpoint else "model"))
+
+    @property
+    def input_size(self) -> int:
+        return int(self.config.get("input_size") or 512)
+
+    @property
+    def threshold(self) -> float:
+        return float(self.config.get("threshold", 0.5))
+
+    @property
+    def vocabulary(self) -> List[str]:
+        return [str(v) for v in self.config.get("vocabulary", [])]
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.config.get("max_tokens", 20))
+
+    @property
+    def gsd_m(self) -> Optional[float]:
+        value = self.config.get("gsd_m")
+        return float(value) if value else None
+
+    @property
+    def mean(self) -> Sequence[float]:
+        return tuple(self.config.get("mean") or IMAGENET_MEAN)
+
+    @property
+    def std(self) -> Sequence[float]:
+        return tuple(self.config.get("std") or IMAGENET_STD)
+
+    def __repr__(self) -> str:
+        return f"Segmenter({self.name!r}, device={self.device}, input_size={self.input_size})"
+
+    # ---- running ---------------------------------------------------------------------------
+    def autocast(self):
+        """bf16 autocast on CUDA; nothing (float32) on the CPU."""
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def encode(self, expression: str) -> EncodedText:
+        """Tokenise and (for contract models) encode ``expression``, once per expression.
+
+        An expression longer than the model's ``max_tokens`` is truncated with a warning.
+        """
+        from .models.tokenizer import clean_expression, tokenize
+
+        text = clean_expression(expression)
+        cached = self._cache.get(text)
+        if cached is not None:
+            return cached
+        tokens = tokenize(self.tokenizer, [text], self.max_tokens)
+        ids = tokens.input_ids.to(self.device)
+        mask = tokens.attention_mask.to(self.device)
+        state = None
+        if self.uses_contract:
+            with torch.inference_mode(), self.autocast():
+                state = self.model.encode_text(ids, mask)
+        encoded = EncodedText(text, ids, mask, bool(tokens.truncated[0]), state)
+        self._cache[text] = encoded
+        return encoded
+
+    def probabilities(self, images: torch.Tensor, text: EncodedText) -> torch.Tensor:
+        """Target probability ``[B, H, W]`` (float32) for normalised ``images[B, 3, H, W]``.
+
+        Call inside ``torch.inference_mode()`` and :meth:`autocast`.
+        """
+        batch = images.shape[0]
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        if self.uses_contract:
+            logits = self._segment_fn(images, text.state)
+        else:
+            logits = self._segment_fn(images, text.input_ids.expand(batch, -1), text.attention_mask.expand(batch, -1))
+        if isinstance(logits, dict):  # tolerate models returning {"logits": ...}
+            logits = logits["logits"]
+        if logits.ndim != 4 or logits.shape[0] != batch or logits.shape[1] not in (1, 2):
+            raise CheckpointError(
+                f"model {self.name!r} returned logits of shape {tuple(logits.shape)}; the contract is [B, 2, H, W]"
+            )
+        logits = logits.float()
+        if logits.shape[-2:] != images.shape[-2:]:
+            logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        if logits.shape[1] == 2:
+            return torch.sigmoid(logits[:, 1] - logits[:, 0])  # = softmax(...)[:, 1]
+        return torch.sigmoid(logits[:, 0])
+
+
+def _load_tokenizer_for(path: Path, config: Dict[str, Any]) -> Any:
+    from .models.pretrained import resolve_pretrained
+    from .models.tokenizer import load_tokenizer
+
+    if (path / "tokenizer.json").is_file() or (path / "vocab.txt").is_file():
+        return load_tokenizer(path)
+    source = (config.get("text") or {}).get("tokenizer")
+    if source:
+        return load_tokenizer(resolve_pretrained(str(source)))
+    raise CheckpointError(
+        f"checkpoint {path} holds no tokenizer files and its config names no text.tokenizer source"
+    )
+
+
+def load_model(
+    checkpoint: Optional[PathLike] = None,
+    device: Union[str, torch.device] = "auto",
+    *,
+    compile: bool = False,
+    channels_last: bool = False,
+) -> Segmenter:
+    """Load a checkpoint directory (default: see :mod:`rrsis_geo.catalog`) for prediction.
+
+    ``device``: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+    ``compile`` wraps the model with ``torch.compile`` (worth it for long runs on a GPU).
+    """
+    from .catalog import resolve_checkpoint
+    from .errors import RRSISError
+    from .models.checkpoint import load_checkpoint
+
+    dev = resolve_device(device)
+    path = resolve_checkpoint(checkpoint)
+    try:
+        model, config = load_checkpoint(path, map_location=dev)
+    except RRSISError:
+        raise
+    except Exception as exc:  # a builder failing on a malformed config
+        raise CheckpointError(f"cannot build the model of checkpoint {path}: {exc!r}; the checkpoint is corrupt") from exc
+    tokenizer = _load_tokenizer_for(path, config)
+    return Segmenter(model, tokenizer, config, device=dev, checkpoint=path, compile=compile, channels_last=channels_last)

@@ -1,0 +1,221 @@
+#!/usr/bin/env python
+"""Benchmark: the whole prediction pipeline versus the bare model forward, in one run.
+
+For each ``--size`` a synthetic-but-real GeoTIFF (UTM, ``--gsd`` m/px, 8-bit RGB, tiled 512 px,
+DEFLATE) is written block by block into a temporary directory; then
+
+* ``pipeline``: ``rrsis_geo.predict`` end to end (open, stretch, read, normalise, model, blend,
+  vectorise, GeoPackage written and renamed into place);
+* ``forward``: the bare model (``Segmenter.probabilities``) on the same number of tiles and
+  expressions, batch for batch, on random inputs already on the device.
+
+Both run after a warm-up (so ``--compile`` and cuDNN autotuning are paid before timing). Printed:
+tiles/s, MP/s and km2/s at the scene's GSD, the pipeline/forward ratio, the share of wall time
+the model was busy (CUDA events / CPU clock), where the rest went, the peak host RSS *during*
+the prediction (sampled every 10 ms) and, on CUDA, the peak GPU memory. Figures only: nothing
+here is a pass/fail test.
+
+    .venv/bin/python scripts/bench_pipeline.py --device cpu --preset tiny-lgce --size 512
+    .venv/bin/python scripts/bench_pipeline.py --device cuda --preset lgce-swinb-bert --size 8192 20000 --compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def write_scene(path: Path, size: int, gsd: float, seed: int = 0) -> Path:
+    """A ``size x size`` RGB scene with texture and rectangles, written 512 rows at a time."""
+    import rasterio
+    from affine import Affine
+
+    rng = np.random.default_rng(seed)
+    block = 512
+    profile = dict(
+        driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs="EPSG:32640",
+        transform=Affine(gsd, 0, 500000.0, 0, -gsd, 2800000.0), tiled=True, blockxsize=block,
+        blockysize=block, compress="deflate", bigtiff="IF_SAFER",
+    )
+    xs = np.arange(size, dtype=np.float32)
+    with rasterio.open(path, "w", **profile) as ds:
+        for r0 in range(0, size, block):
+            rows = min(block, size - r0)
+            ys = np.arange(r0, r0 + rows, dtype=np.float32)[:, None]
+            base = 110 + 40 * np.sin(xs[None, :] / 57.0) * np.cos(ys / 71.0)
+            strip = np.empty((3, rows, size), np.uint8)
+            for band, shift in enumerate((0.0, 9.0, 23.0)):
+                noise = rng.normal(0, 12, size=(rows, size)).astype(np.float32)
+                strip[band] = np.clip(base + shift + noise, 0, 255).astype(np.uint8)
+            for _ in range(max(1, size // 256)):  # "buildings": bright rectangles
+                h, w = rng.integers(8, 40, size=2)
+                r, c = rng.integers(0, max(1, rows - h)), rng.integers(0, max(1, size - w))
+                strip[:, r : r + h, c : c + w] = rng.integers(180, 250)
+            ds.write(strip, window=rasterio.windows.Window(0, r0, size, rows))
+    return path
+
+
+def write_scene_elsewhere(path: Path, size: int, gsd: float) -> Path:
+    """:func:`write_scene` in a child process, so that its memory never counts in our RSS."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("spawn").Process(target=write_scene, args=(path, size, gsd))
+    child.start()
+    child.join()
+    if child.exitcode != 0 or not path.exists():
+        raise SystemExit(f"writing the {size} px scene failed (exit code {child.exitcode})")
+    return path
+
+
+class PeakRSS:
+    """Samples this process's resident memory in a thread; ``peak`` in bytes."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        import psutil
+
+        self.process = psutil.Process()
+        self.interval = interval
+        self.peak = self.process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(self.interval)
+
+    def __enter__(self) -> "PeakRSS":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.process.memory_info().rss)
+
+
+def bare_forward(seg, texts, tiles: int, batch: int, tile: int) -> float:
+    """Seconds for the model alone on ``tiles`` tiles (per expression), batched like the engine."""
+    import torch
+
+    cuda = seg.device.type == "cuda"
+    x = torch.randn(batch, 3, tile, tile, device=seg.device)
+    encoded = [seg.encode(t) for t in texts]
+
+    def once(n: int) -> None:
+        with torch.inference_mode(), seg.autocast():
+            for text in encoded:
+                seg.probabilities(x, text)[:n]
+
+    once(batch)  # warm-up
+    if cuda:
+        torch.cuda.synchronize(seg.device)
+    started = time.perf_counter()
+    done = 0
+    while done < tiles:
+        n = min(batch, tiles - done)
+        once(n if seg.compiled else batch)  # the engine pads to the batch only when compiling
+        done += n
+    if cuda:
+        torch.cuda.synchronize(seg.device)
+    return time.perf_counter() - started
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--size", type=int, nargs="+", default=[1024], help="scene edge(s) in px")
+    parser.add_argument("--gsd", type=float, default=0.3, help="scene ground sample distance (m/px)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--checkpoint", help="checkpoint directory")
+    group.add_argument("--preset", default="tiny-lgce", help="random-init preset (rrsis_geo.models.presets)")
+    parser.add_argument("--expressions", type=int, default=1, help="expressions per run")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--tile-size", type=int)
+    parser.add_argument("--readers", type=int)
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--workdir", help="where to write scenes (default: a temporary directory)")
+    args = parser.parse_args(argv)
+    # a `timeout` (SIGTERM) still removes the temporary scenes
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    from rrsis_geo.cli import prefer_passive_openmp
+
+    prefer_passive_openmp()  # as `rrsis-geo` does: measure what users get
+    import torch
+
+    import rrsis_geo
+    from rrsis_geo.pipeline import _default_batch_size
+
+    with tempfile.TemporaryDirectory(prefix="rrsis-bench-", dir=args.workdir) as tmp:
+        work = Path(tmp)
+        checkpoint = args.checkpoint
+        if checkpoint is None:
+            from rrsis_geo.models.presets import init_checkpoint
+
+            checkpoint = init_checkpoint(args.preset, work / args.preset)
+        seg = rrsis_geo.load_model(checkpoint, device=args.device, compile=args.compile)
+        texts = ["building along the road", "water", "vegetation near the road", "road", "unpaved land"][: args.expressions]
+        texts += [f"building number {i}" for i in range(len(texts), args.expressions)]
+        batch = args.batch_size or _default_batch_size(seg)
+        tile = args.tile_size or seg.input_size
+        print(f"model {seg.name} ({seg.config.get('architecture')}) on {seg.device}, tile {tile} px, batch {batch}, "
+              f"{len(texts)} expression(s), compile={args.compile}, torch {torch.__version__}, "
+              f"{torch.get_num_threads()} CPU threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+        kwargs = dict(segmenter=seg, tile_size=tile, batch_size=batch, readers=args.readers, resample=False)
+
+        warm = write_scene(work / "warm.tif", max(tile * 2, 256), args.gsd)
+        rrsis_geo.predict(warm, texts, output=work / "warm.gpkg", **kwargs)
+
+        header = (f"{'size':>7} {'tiles':>6} {'pipe t/s':>9} {'fwd t/s':>8} {'ratio':>6} {'MP/s':>7} {'km2/s':>8} "
+                  f"{'model%':>7} {'read s':>7} {'wait s':>7} {'strip s':>7} {'RSS0 MiB':>8} {'RSS MiB':>8} {'GPU MiB':>8}")
+        rows = []
+        for size in args.size:
+            scene = write_scene_elsewhere(work / f"scene{size}.tif", size, args.gsd)
+            if seg.device.type == "cuda":
+                torch.cuda.synchronize(seg.device)
+                torch.cuda.reset_peak_memory_stats(seg.device)
+            out = work / f"out{size}.gpkg"
+            with PeakRSS() as rss:
+                rss_before = rss.peak
+                started = time.perf_counter()
+                gdf = rrsis_geo.predict(scene, texts, output=out, **kwargs)
+                wall = time.perf_counter() - started
+            gpu = torch.cuda.max_memory_allocated(seg.device) / 2**20 if seg.device.type == "cuda" else float("nan")
+            stats = gdf.attrs["rrsis"]["scenes"][0]
+            run_tiles = stats["tiles_run"]
+            forward = bare_forward(seg, texts, run_tiles, batch, tile)
+            pipe_rate, fwd_rate = run_tiles / wall, run_tiles / forward
+            mp = size * size / 1e6
+            km2 = mp * 1e6 * args.gsd**2 / 1e6
+            rows.append(
+                f"{size:>7} {run_tiles:>6} {pipe_rate:>9.2f} {fwd_rate:>8.2f} {pipe_rate / fwd_rate:>6.2f} "
+                f"{mp / wall:>7.3f} {km2 / wall:>8.4f} {100 * stats['seconds_model'] / wall:>6.1f}% "
+                f"{stats['seconds_reading']:>7.2f} {stats['seconds_waiting_for_reader']:>7.2f} "
+                f"{stats['seconds_strips']:>7.2f} {rss_before / 2**20:>8.0f} {rss.peak / 2**20:>8.0f} {gpu:>8.0f}"
+            )
+            print(f"  {size}x{size}: {len(gdf)} polygons, pipeline {wall:.2f} s, forward {forward:.2f} s, "
+                  f"accumulator {stats['accumulator_bytes'] / 2**20:.1f} MiB")
+            scene.unlink()
+        print(header)
+        print("\n".join(rows))
+        print("tiles/s: a tile counts once whatever the number of expressions; ratio = pipeline / bare forward; model% = model "
+              "time / pipeline wall time; read s = reader thread(s) busy; wait s = main thread waiting for tiles; "
+              "strip s = GeoTIFF/polygon worker busy; RSS0 / RSS = resident memory before / peak during the prediction")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
