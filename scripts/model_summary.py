@@ -30,12 +30,9 @@ def main(argv=None) -> int:
     parser.add_argument("--presets", nargs="+", default=DEFAULT, help="preset names (default: %(default)s)")
     args = parser.parse_args(argv)
 
-    import torch
-
     from rrsis_geo.models import build_model
     from rrsis_geo.models.presets import preset
 
-    torch.set_grad_enabled(False)
     header = f"{'preset':<20} {'arch':<7} {'total':>9} {'vision':>9} {'text':>9} {'fusion+dec':>11} {'trainable':>10}"
     print(header)
     print("-" * len(header))
