@@ -3,8 +3,11 @@
 * **whole image**: every pixel is the target;
 * **category mean mask**: for each category, the mean of its training masks on a fixed grid; a
   sample's prediction is its category's mean resized (bilinear) to the ground truth and thresholded
-  at 0.5 -- it knows where a category usually lies in a crop and how much of it there is, not what
-  this image shows. A category without training samples gets the mean of all training masks.
+  at the category's own threshold, the one that maximises that category's mIoU on the *training*
+  masks -- it knows where a category usually lies in a crop and how much of it there is, not what
+  this image shows. A category without training samples gets the mean (and threshold) of all
+  training masks. (A fixed 0.5 would be degenerate wherever no cell is target in most training
+  crops: the mean then never reaches 0.5 and the baseline predicts nothing.)
 
 Usage::
 
@@ -56,25 +59,58 @@ def whole_image_results(dataset: ReferringDataset) -> List[SampleResult]:
     return results
 
 
-def category_mean_masks(dataset: ReferringDataset, grid: int = 64) -> Dict[str, np.ndarray]:
-    """Mean training mask per category on a ``grid x grid`` raster (plus :data:`ALL`)."""
-    sums: Dict[str, torch.Tensor] = {}
-    counts: Dict[str, int] = {}
+def _training_masks(dataset: ReferringDataset, grid: int) -> Dict[str, torch.Tensor]:
+    """Training masks on the ``grid x grid`` raster (values in [0, 1]), stacked per category and for :data:`ALL`."""
+    stacks: Dict[str, List[torch.Tensor]] = {}
     for i, sample in enumerate(dataset.samples):
         mask = _resize(dataset.gt_mask(i), (grid, grid))
         for key in (sample.category, ALL):
-            sums[key] = sums.get(key, torch.zeros(grid, grid)) + mask
-            counts[key] = counts.get(key, 0) + 1
-    return {key: (sums[key] / counts[key]).numpy() for key in sums}
+            stacks.setdefault(key, []).append(mask)
+    return {key: torch.stack(masks) for key, masks in stacks.items()}
 
 
-def mean_mask_results(dataset: ReferringDataset, means: Dict[str, np.ndarray], threshold: float = 0.5) -> List[SampleResult]:
-    """Per-sample results of predicting each sample's category mean mask above ``threshold``."""
+def category_mean_masks(dataset: ReferringDataset, grid: int = 64) -> Dict[str, np.ndarray]:
+    """Mean training mask per category on a ``grid x grid`` raster (plus :data:`ALL`)."""
+    return {key: masks.mean(0).numpy() for key, masks in _training_masks(dataset, grid).items()}
+
+
+def fit_threshold(prior: np.ndarray, masks: torch.Tensor, candidates: int = 64) -> float:
+    """The threshold ``t`` for ``prior >= t`` with the best mean IoU over ``masks`` (N x grid x grid).
+
+    Candidates are quantiles of the prior's values, so the lowest one predicts the whole image;
+    IoU is scored like :func:`training.metrics.score_sample` (both empty: 1). Ties go to the
+    higher threshold (the smaller prediction).
+    """
+    values = np.unique(np.quantile(prior, np.linspace(0.0, 1.0, candidates)))
+    targets = masks > 0.5
+    best_t, best_iou = float(values[0]), -1.0
+    for t in values:
+        pred = torch.as_tensor(prior >= t)[None]
+        inter = (targets & pred).flatten(1).sum(1).double()
+        union = (targets | pred).flatten(1).sum(1).double()
+        iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).mean().item()
+        if iou >= best_iou:
+            best_t, best_iou = float(t), iou
+    return best_t
+
+
+def fit_mean_masks(dataset: ReferringDataset, grid: int = 64) -> Dict[str, tuple]:
+    """``{category: (mean mask, threshold)}`` from the training split (plus :data:`ALL`)."""
+    fitted = {}
+    for key, masks in _training_masks(dataset, grid).items():
+        prior = masks.mean(0).numpy()
+        fitted[key] = (prior, fit_threshold(prior, masks))
+    return fitted
+
+
+def mean_mask_results(dataset: ReferringDataset, fitted: Dict[str, tuple]) -> List[SampleResult]:
+    """Per-sample results of predicting each sample's category mean mask at its fitted threshold."""
     results = []
     for i, sample in enumerate(dataset.samples):
         gt = dataset.gt_mask(i)
-        prior = means.get(sample.category, means[ALL])
-        results.append(score_sample(_resize(prior, gt.shape) > threshold, gt, index=i, category=sample.category))
+        prior, threshold = fitted.get(sample.category, fitted[ALL])
+        pred = (_resize(prior, gt.shape) >= threshold).numpy()
+        results.append(score_sample(pred, gt, index=i, category=sample.category))
     return results
 
 
@@ -84,14 +120,16 @@ def run_baselines(
     """Metrics of both baselines on ``split`` (mean masks from ``train_split``)."""
     fmt = dataset or detect_format(data_root, split)
     evaluated = _open(data_root, split, fmt, grid)
-    means = category_mean_masks(_open(data_root, train_split, fmt, grid), grid)
+    fitted = fit_mean_masks(_open(data_root, train_split, fmt, grid), grid)
     out = {}
     for name, results in (
         ("whole image", whole_image_results(evaluated)),
-        ("category mean mask", mean_mask_results(evaluated, means)),
+        ("category mean mask", mean_mask_results(evaluated, fitted)),
     ):
         metrics = summarize(results)
         metrics.update({"dataset": fmt, "data_root": str(data_root), "split": split, "baseline": name})
+        if name == "category mean mask":
+            metrics["thresholds"] = {key: round(t, 4) for key, (_, t) in fitted.items()}
         metrics["categories_order"] = list(getattr(evaluated, "vocabulary", []))
         out[name] = metrics
     return out
