@@ -423,12 +423,16 @@ def write_geopackage(layers: Dict[str, "object"], path: PathLike, *, description
 
     descriptions = descriptions or {}
     try:
-        for name, frame in layers.items():
+        for index, name in enumerate(layers):
+            frame = layers[name]
+            # GeoPackage 1.2: what QGIS 3.22's GDAL (3.6) writes itself; 1.4 makes it warn on open
+            dataset_options = {"VERSION": "1.2"} if index == 0 else None
             options = {}
             if name in descriptions:
                 options = {"IDENTIFIER": descriptions[name], "DESCRIPTION": f"rrsis: {descriptions[name]}"}
             pyogrio.write_dataframe(
-                frame, str(path), layer=name, driver="GPKG", geometry_type="Polygon", layer_options=options
+                frame, str(path), layer=name, driver="GPKG", geometry_type="Polygon", layer_options=options,
+                dataset_options=dataset_options,
             )
     except Exception as exc:  # disk full, permissions changed meanwhile, ...
         raise OutputError(f"cannot write the GeoPackage ({exc}); check free space and permissions") from exc

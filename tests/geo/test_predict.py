@@ -1,6 +1,7 @@
 """End to end through rrsis_geo.predict with real GeoTIFFs and GeoPackages."""
 
 import math
+import sqlite3
 
 import geopandas as gpd
 import numpy as np
@@ -97,6 +98,9 @@ def test_several_expressions_give_one_layer_each_in_the_geopackage(tmp_path, red
         dark.geometry.iloc[0].symmetric_difference(scene.difference(utm_box(0.5, rows, cols))).area == 0
     assert pyogrio.read_info(out, layer="dark_red")["layer_metadata"]["IDENTIFIER"] == "dark red"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.gpkg", "s.tif"]  # no temp files left
+    with sqlite3.connect(out) as db:  # GeoPackage 1.2, which QGIS 3.22 opens without a warning
+        assert db.execute("PRAGMA application_id").fetchone()[0] == 0x47504B47
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 10200
 
 
 def test_probability_and_mask_geotiffs_match_the_scene_grid(tmp_path, red_segmenter):
