@@ -432,7 +432,6 @@ def run_scene(
     normalise = _Normaliser(source, segmenter)
     weights: Dict[Tuple[int, int], torch.Tensor] = {}
     model_events: List[Tuple[Any, Any]] = []
-    T = plan.model_size
     last_col = grid.shape[1] - 1
 
     def emit(upto: int) -> None:

@@ -9,6 +9,7 @@ existing destination.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Union
@@ -115,3 +116,19 @@ class OutputTransaction:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None or not self._done:
             self.discard()
+
+
+def replace_dir(source: Path, target: Path) -> None:
+    """Move the finished directory ``source`` onto ``target``, replacing any ``target``.
+
+    The old ``target`` is first renamed aside, so that at every moment one complete directory
+    is at ``target`` (or the old one beside it, should the process die in between).
+    """
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(source, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(source, target)

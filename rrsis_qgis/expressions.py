@@ -30,10 +30,11 @@ def remember_expressions(expressions: List[str]) -> List[str]:
     return history
 
 
-def split_expressions(text: str) -> List[str]:
-    """Expressions typed in one box, separated by ';' (blank ones dropped, order kept)."""
+def split_expressions(text: str, separator: str = EXPRESSION_SEPARATOR) -> List[str]:
+    """Expressions in one text, split at ``separator`` (';' in the dock's box, a newline in
+    Processing); whitespace normalised, blank and repeated ones dropped, order kept."""
     seen, out = set(), []
-    for part in text.split(EXPRESSION_SEPARATOR):
+    for part in (text or "").split(separator):
         expression = " ".join(part.split())
         if expression and expression not in seen:
             seen.add(expression)

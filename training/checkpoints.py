@@ -16,7 +16,6 @@ when complete, so an interrupted save never leaves a half-written ``last/`` behi
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,22 +25,12 @@ import torch
 from torch import nn
 
 from rrsis_geo.errors import CheckpointError
+from rrsis_geo.io_utils import replace_dir
 from rrsis_geo.models import save_checkpoint
 from rrsis_geo.models.checkpoint import WEIGHTS_NAME
 
 TRAINING_STATE = "training_state.json"
 OPTIMIZER_STATE = "optimizer.safetensors"
-
-
-def _replace_dir(source: Path, target: Path) -> None:
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(source, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(source, target)
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple:
@@ -107,7 +96,7 @@ def write_checkpoint(
             state = dict(training_state or {})
             state["optimizer"] = json_part
             (inner / TRAINING_STATE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
-        _replace_dir(inner, target)
+        replace_dir(inner, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

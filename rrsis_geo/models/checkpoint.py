@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, OutputError
+from ..io_utils import replace_dir
 from .pretrained import resolve_pretrained, verify_sha256
 from .registry import build_model
 
@@ -109,14 +110,7 @@ def save_checkpoint(
             from .tokenizer import save_tokenizer
 
             save_tokenizer(tokenizer, tmp)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from pathlib import Path
 from collections import deque
+from pathlib import Path
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from qgis.core import (
@@ -40,6 +40,7 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 
 from .. import checkpoints
+from ..expressions import split_expressions
 from ..layers import (
     LayerInputError,
     RasterInput,
@@ -69,16 +70,6 @@ class ResultStyler(QgsProcessingLayerPostProcessorInterface):
     def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 - QGIS API
         layer.setName(self.name)
         apply_result_style(layer, self.index)
-
-
-def _split_lines(text: str) -> List[str]:
-    seen, out = set(), []
-    for line in (text or "").splitlines():
-        expression = " ".join(line.split())
-        if expression and expression not in seen:
-            seen.add(expression)
-            out.append(expression)
-    return out
 
 
 class SegmentAlgorithm(QgsProcessingAlgorithm):
@@ -207,7 +198,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
     def checkParameterValues(self, parameters: Dict[str, Any], context: QgsProcessingContext):  # noqa: N802
         """Reject a run without expressions before it starts (the dialog shows the message)."""
         ok, message = super().checkParameterValues(parameters, context)
-        if ok and not _split_lines(self.parameterAsString(parameters, self.EXPRESSIONS, context)):
+        if ok and not split_expressions(self.parameterAsString(parameters, self.EXPRESSIONS, context), "\n"):
             return False, "Give at least one referring expression, one per line."
         return ok, message
 
@@ -217,7 +208,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise QgsProcessingException(self.invalidRasterError(parameters, self.INPUT))
-        self._expressions = _split_lines(self.parameterAsString(parameters, self.EXPRESSIONS, context))
+        self._expressions = split_expressions(self.parameterAsString(parameters, self.EXPRESSIONS, context), "\n")
         if not self._expressions:
             raise QgsProcessingException("give at least one referring expression, one per line")
         self._checkpoint = checkpoints.resolve(self.parameterAsFile(parameters, self.CHECKPOINT, context))
