@@ -132,3 +132,17 @@ def replace_dir(source: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(source, target)
+
+
+def publish_modes(directory: Path) -> None:
+    """Give ``directory`` and the files in it the modes the umask allows (0755 / 0644 usually).
+
+    :func:`tempfile.mkdtemp` makes private 0700 directories and safetensors writes 0600 files;
+    a checkpoint must be readable by whoever may read its parent (a shared model folder, a
+    plugin installed for all users).
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(directory, 0o777 & ~umask)
+    for child in directory.rglob("*"):
+        os.chmod(child, (0o777 if child.is_dir() else 0o666) & ~umask)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from rrsis_geo.errors import CheckpointError
-from rrsis_geo.io_utils import replace_dir
+from rrsis_geo.io_utils import publish_modes, replace_dir
 from rrsis_geo.models import save_checkpoint
 from rrsis_geo.models.checkpoint import WEIGHTS_NAME
 
@@ -96,6 +96,7 @@ def write_checkpoint(
             state = dict(training_state or {})
             state["optimizer"] = json_part
             (inner / TRAINING_STATE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
+            publish_modes(inner)
         replace_dir(inner, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

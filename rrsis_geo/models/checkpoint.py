@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, OutputError
-from ..io_utils import replace_dir
+from ..io_utils import publish_modes, replace_dir
 from .pretrained import resolve_pretrained, verify_sha256
 from .registry import build_model
 
@@ -110,6 +110,7 @@ def save_checkpoint(
             from .tokenizer import save_tokenizer
 
             save_tokenizer(tokenizer, tmp)
+        publish_modes(tmp)
         replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

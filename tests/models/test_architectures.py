@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -92,6 +94,10 @@ def test_any_multiple_of_32(name, size, build, make_images, tokens):
 def test_checkpoint_round_trip_reproduces_logits(name, build, make_images, tokens, tmp_path):
     path = init_checkpoint(name, tmp_path / "ckpt", seed=3)
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in path.iterdir()}
+    umask = os.umask(0)
+    os.umask(umask)  # readable as the umask allows, not private like mkdtemp's 0700 and safetensors' 0600
+    assert stat.S_IMODE(path.stat().st_mode) == 0o777 & ~umask
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask for p in path.iterdir())
     loaded, config = load_checkpoint(path)
     assert config["name"] == name and not loaded.training
     original = build(name, seed=3).eval()
