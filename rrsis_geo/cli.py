@@ -132,7 +132,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     counts = result["expression"].value_counts() if len(result) else {}
-    from .pipeline import clean_expressions
+    from .pipeline import SCENE_PLACEHOLDER, clean_expressions
     from .vectorize import layer_names
 
     texts = clean_expressions(expressions)
@@ -141,8 +141,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         where = f" (layer {layer})" if args.output else ""
         print(f"{text}: {n} polygon{'s' if n != 1 else ''}{where}")
     for path in (args.output, args.prob_out, args.mask_out):
-        if path is not None:
-            print(f"wrote {path}")
+        if path is not None and SCENE_PLACEHOLDER not in str(path):
+            print(f"wrote {Path(path).resolve()}")
+        elif path is not None:
+            print(f"wrote {path} (one file per scene)")
     return 0
 
 

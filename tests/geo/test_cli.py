@@ -186,6 +186,7 @@ def test_predict_writes_every_requested_output(tmp_path, capsys, scene, red_chec
                              "--mask-out", mask, "--checkpoint", red_checkpoint, "--min-area", "1", "--simplify", "0.1"], capsys)
     assert code == 0, err
     assert "red: 1 polygon (layer red)" in stdout and "dark red: 1 polygon (layer dark_red)" in stdout
+    assert all(f"wrote {path.resolve()}" in stdout for path in (out, prob, mask))  # where they went, absolute
     assert "tile" in err  # the tqdm bar
     assert [name for name, _ in pyogrio.list_layers(out)] == ["red", "dark_red"]
     with rasterio.open(prob) as ds:
