@@ -162,6 +162,9 @@ def build(output: Path, contents: Dict[str, Path]) -> Path:
                 archive.writestr(zipfile.ZipInfo(folder), "")
             for name in sorted(contents):
                 archive.write(contents[name], name)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 would keep the release private
         os.replace(temporary, output)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
