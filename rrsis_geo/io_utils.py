@@ -134,6 +134,24 @@ def replace_dir(source: Path, target: Path) -> None:
         os.replace(source, target)
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows.
+
+    ``os.umask`` can only be read by setting it; for that instant every file another thread
+    creates (QGIS runs several) would be world-writable, so Linux's ``/proc`` is asked first.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o077)  # the safe value for the instant it is in force
+    os.umask(umask)
+    return umask
+
+
 def publish_modes(directory: Path) -> None:
     """Give ``directory`` and the files in it the modes the umask allows (0755 / 0644 usually).
 
@@ -141,8 +159,7 @@ def publish_modes(directory: Path) -> None:
     a checkpoint must be readable by whoever may read its parent (a shared model folder, a
     plugin installed for all users).
     """
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = current_umask()
     os.chmod(directory, 0o777 & ~umask)
     for child in directory.rglob("*"):
         os.chmod(child, (0o777 if child.is_dir() else 0o666) & ~umask)

@@ -423,8 +423,7 @@ def write_geopackage(layers: Dict[str, "object"], path: PathLike, *, description
 
     descriptions = descriptions or {}
     try:
-        for index, name in enumerate(layers):
-            frame = layers[name]
+        for index, (name, frame) in enumerate(layers.items()):
             # GeoPackage 1.2: what QGIS 3.22's GDAL (3.6) writes itself; 1.4 makes it warn on open
             dataset_options = {"VERSION": "1.2"} if index == 0 else None
             options = {}

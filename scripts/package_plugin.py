@@ -41,6 +41,8 @@ from pathlib import Path, PurePosixPath
 from typing import Dict, Iterable, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from rrsis_geo.io_utils import current_umask  # noqa: E402  (light: no torch, no GDAL)
 PLUGIN = "rrsis_qgis"
 LIBRARY = "rrsis_geo"
 #: Files of the source package that are development tools, not part of the plugin.
@@ -162,9 +164,7 @@ def build(output: Path, contents: Dict[str, Path]) -> Path:
                 archive.writestr(zipfile.ZipInfo(folder), "")
             for name in sorted(contents):
                 archive.write(contents[name], name)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 would keep the release private
+        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp's 0600 would keep the release private
         os.replace(temporary, output)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
