@@ -21,7 +21,7 @@ import rasterio
 
 from rrsis_geo.cli import main
 
-from conftest import make_config, red_square_scene, snapshot, write_geotiff
+from geo_testdata import make_config, red_square_scene, snapshot, write_geotiff
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -277,7 +277,7 @@ def test_models_download_refuses_unsafe_archives(tmp_path, capsys, monkeypatch):
 
 # ---- real processes -----------------------------------------------------------------------
 _RUNNER = (
-    "import sys; sys.path.insert(0, {tests!r}); import conftest; "
+    "import sys; sys.path.insert(0, {tests!r}); import geo_testdata; "
     "from rrsis_geo.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 

@@ -13,7 +13,7 @@ from shapely.geometry import Polygon, box
 import rrsis_geo
 from rrsis_geo.errors import Cancelled, InputError
 
-from conftest import UTM_ORIGIN, make_checkpoint, red_square_scene, snapshot, write_geotiff
+from geo_testdata import UTM_ORIGIN, make_checkpoint, red_square_scene, snapshot, write_geotiff
 
 X0, Y0 = UTM_ORIGIN
 

@@ -7,7 +7,7 @@ from rasterio.enums import ColorInterp
 from rrsis_geo.errors import InputError, RasterError
 from rrsis_geo.raster import Window, open_raster, read_pixels, read_valid
 
-from conftest import UTM, red_square_scene, write_geotiff
+from geo_testdata import UTM, red_square_scene, write_geotiff
 
 
 def test_utm_scene_is_described_as_gdal_sees_it(tmp_path):
