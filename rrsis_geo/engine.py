@@ -543,4 +543,4 @@ def _next_batch(reader: _Reader, worker: StripWorker) -> Any:
             return reader.out.get(timeout=0.1)
         except queue.Empty:
             if not reader.is_alive() and reader.out.empty():
-                raise RuntimeError("the tile reader stopped unexpectedly")
+                raise RuntimeError("the tile reader stopped unexpectedly") from None

@@ -133,7 +133,9 @@ def test_resume_continues_exactly(tmp_path, shapes_root):
     a, b = _weights(tmp_path / "straight" / "last"), _weights(tmp_path / "resumed" / "last")
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
-    losses = lambda run: [row.split(",")[2] for row in (tmp_path / run / "iterations.csv").read_text().splitlines()[1:]]
+    def losses(run):
+        return [row.split(",")[2] for row in (tmp_path / run / "iterations.csv").read_text().splitlines()[1:]]
+
     assert losses("straight") == losses("resumed")
     state = json.loads((tmp_path / "resumed" / "last" / "training_state.json").read_text())
     assert state["epoch"] == 3 and state["schedule"]["iteration"] == 6
