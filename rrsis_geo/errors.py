@@ -42,3 +42,17 @@ class Cancelled(RRSISError):
     """The run was cancelled by the user; nothing was written."""
 
     exit_code = 130
+
+
+class WindowReadError(RasterError):
+    """Pixels of a scene that could not be read (a damaged or truncated file, a dropped
+    connection, a VRT whose source vanished). ``scene`` and ``window`` say where."""
+
+    def __init__(self, message: str, scene: str = "", window: object = None) -> None:
+        super().__init__(message)
+        self.scene = scene
+        self.window = window
+
+
+class OutputBusyError(OutputError):
+    """Another run is writing the same output file right now."""
