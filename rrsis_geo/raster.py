@@ -119,6 +119,8 @@ class RasterSource:
         """A new rasterio dataset handle (one per thread)."""
         import rasterio
 
+        if self.remote:
+            return RemoteDataset(self.uri)
         return rasterio.open(self.uri or self.path)
 
     def describe_crs(self) -> str:
@@ -262,7 +264,7 @@ def _open_raster(
     def _open():
         with warnings.catch_warnings():  # a missing CRS is reported below, in our words
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            return rasterio.open(uri)
+            return RemoteDataset(uri) if remote else rasterio.open(uri)
 
     try:
         ds = guarded(_open, scene=uri, window=None, remote=remote, what="open") if remote else _open()
@@ -327,8 +329,46 @@ def _open_raster(
     return source
 
 
-def _guard(source: RasterSource, window: Window, action):
-    return guarded(action, scene=source.uri or str(source.path), window=window, remote=source.remote)
+def _guard(ds, source: RasterSource, window: Window, action):
+    return guarded(
+        action, scene=source.uri or str(source.path), window=window, remote=source.remote,
+        recover=getattr(ds, "reopen", None),
+    )
+
+
+class RemoteDataset:
+    """A rasterio dataset read over a network that can be reopened after a failed read.
+
+    GDAL keeps what a dropped connection delivered (cut short) in the handle and in its
+    ``/vsicurl/`` cache, so retrying on the same handle fails again; :meth:`reopen` opens a
+    fresh handle with ``CPL_VSIL_CURL_NON_CACHED`` set for this file, which drops its cache.
+    Everything else is the dataset's own.
+    """
+
+    def __init__(self, uri: str) -> None:
+        import rasterio
+
+        self.uri = uri
+        self._ds = rasterio.open(uri)
+
+    def reopen(self) -> None:
+        import rasterio
+
+        self._ds.close()
+        with rasterio.Env(CPL_VSIL_CURL_NON_CACHED=self.uri):
+            self._ds = rasterio.open(self.uri)
+
+    def close(self) -> None:
+        self._ds.close()
+
+    def __getattr__(self, name: str):
+        return getattr(self._ds, name)
+
+    def __enter__(self) -> "RemoteDataset":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _sample(ds, source: RasterSource, skip: bool = False) -> Tuple[np.ndarray, np.ndarray]:
@@ -358,10 +398,10 @@ def _decimated_sample(ds, source: RasterSource) -> Tuple[np.ndarray, np.ndarray]
     scale = min(1.0, _SAMPLE_TARGET / max(region.width, region.height))
     shape = (max(1, round(region.height * scale)), max(1, round(region.width * scale)))
     win = region.to_rasterio()
-    data = _guard(source, region, lambda: ds.read(bands, window=win, out_shape=(3, *shape), resampling=Resampling.nearest))
+    data = _guard(ds, source, region, lambda: ds.read(bands, window=win, out_shape=(3, *shape), resampling=Resampling.nearest))
     if source.has_mask:
         masks = _guard(
-            source, region, lambda: ds.read_masks(bands, window=win, out_shape=(3, *shape), resampling=Resampling.nearest)
+            ds, source, region, lambda: ds.read_masks(bands, window=win, out_shape=(3, *shape), resampling=Resampling.nearest)
         )
     else:
         masks = np.full(data.shape, 255, np.uint8)
@@ -385,9 +425,9 @@ def _grid_sample(ds, source: RasterSource, skip: bool, grid: int = 8, size: int 
     for window in windows:
         win = window.to_rasterio()
         try:
-            data = _guard(source, window, lambda win=win: ds.read(bands, window=win))
+            data = _guard(ds, source, window, lambda win=win: ds.read(bands, window=win))
             if source.has_mask:
-                valid = (_guard(source, window, lambda win=win: ds.read_masks(bands, window=win)) > 0).any(axis=0).reshape(-1)
+                valid = (_guard(ds, source, window, lambda win=win: ds.read_masks(bands, window=win)) > 0).any(axis=0).reshape(-1)
             else:
                 valid = np.ones(h * w, bool)
         except WindowReadError:
@@ -465,10 +505,10 @@ def read_pixels(
     resampling = Resampling.bilinear if out_shape is not None else Resampling.nearest
     direct = out is not None and source.read_dtype == source.dtype and out.shape == shape
     if direct:
-        _guard(source, window, lambda: ds.read(bands, window=win, out=out, resampling=resampling))
+        _guard(ds, source, window, lambda: ds.read(bands, window=win, out=out, resampling=resampling))
         data = out
     else:
-        data = _guard(source, window, lambda: ds.read(bands, window=win, out_shape=shape, resampling=resampling))
+        data = _guard(ds, source, window, lambda: ds.read(bands, window=win, out_shape=shape, resampling=resampling))
         if data.dtype.name != source.read_dtype:
             data = data.astype(source.read_dtype)
     if data.dtype.kind == "f":
@@ -487,9 +527,9 @@ def read_valid(ds, source: RasterSource, window: Window) -> Optional[np.ndarray]
         return None
     win = window.to_rasterio()
     bands = list(source.bands)
-    valid = (_guard(source, window, lambda: ds.read_masks(bands, window=win)) > 0).any(axis=0)
+    valid = (_guard(ds, source, window, lambda: ds.read_masks(bands, window=win)) > 0).any(axis=0)
     if np.dtype(source.dtype).kind == "f" and valid.any():
-        valid &= np.isfinite(_guard(source, window, lambda: ds.read(bands, window=win))).all(axis=0)
+        valid &= np.isfinite(_guard(ds, source, window, lambda: ds.read(bands, window=win))).all(axis=0)
     if valid.all():
         return None
     return valid

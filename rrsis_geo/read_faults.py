@@ -11,7 +11,7 @@ dropped connection is often transient.
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterable, Iterator, List, Sequence, Tuple, TypeVar
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from .errors import InputError, WindowReadError
 
@@ -66,10 +66,12 @@ def guarded(
     window,
     remote: bool = False,
     what: str = "read",
+    recover: Optional[Callable[[], None]] = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """Run the read ``action``; a GDAL failure becomes :class:`WindowReadError` naming ``scene``
-    and ``window``. Remote scenes are retried :data:`REMOTE_RETRIES` times with backoff."""
+    and ``window``. Remote scenes are retried :data:`REMOTE_RETRIES` times with backoff,
+    calling ``recover`` (reopen the dataset) before each retry."""
     errors = _read_errors()
     attempts = 1 + (REMOTE_RETRIES if remote else 0)
     for attempt in range(attempts):
@@ -78,6 +80,11 @@ def guarded(
         except errors as exc:
             if attempt + 1 < attempts:
                 sleep(REMOTE_BACKOFF_S * 2**attempt)
+                if recover is not None:
+                    try:
+                        recover()
+                    except errors:  # still down: the next attempt says so
+                        pass
                 continue
             tried = f" after {attempts} attempts" if attempts > 1 else ""
             hint = "the connection failed" if remote else "the file is damaged or cut short"
