@@ -34,6 +34,7 @@ from .raster import (
     Window,
     block_cache_budget,
     bounded_block_cache,
+    raise_for_damaged_block,
     read_pixels,
     read_skipping_damage,
     read_valid,
@@ -240,9 +241,9 @@ class _Reader(threading.Thread):
                     pixels = None
                 else:  # region smaller than a tile: reflect-pad below, the engine crops back
                     pixels = read_pixels(ds, self.source, window, out_shape=out_shape)
-            except WindowReadError:
+            except WindowReadError as exc:
                 if not self.skip_damaged:
-                    raise
+                    raise_for_damaged_block(ds, self.source, window, exc)
                 pixels, valid, unread = read_skipping_damage(ds, self.source, window, out_shape)
                 self.unread.extend(unread)
                 if not valid.any():

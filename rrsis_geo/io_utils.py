@@ -79,7 +79,7 @@ _ADVICE = {
     errno.EROFS: "the file system is read-only; write elsewhere",
     errno.EACCES: "check the directory's permissions",
     errno.EPERM: "check the directory's permissions",
-    errno.ENOENT: "its directory was removed during the run; create it again",
+    errno.ENOENT: "it was removed during the run; create it again and rerun",
 }
 
 

@@ -430,14 +430,13 @@ def _grid_sample(ds, source: RasterSource, skip: bool, grid: int = 8, size: int 
                 valid = (_guard(ds, source, window, lambda win=win: ds.read_masks(bands, window=win)) > 0).any(axis=0).reshape(-1)
             else:
                 valid = np.ones(h * w, bool)
-        except WindowReadError:
+        except WindowReadError as exc:
             if not skip:
-                raise
-            continue
+                raise_for_damaged_block(ds, source, window, exc)
+            data, valid, _ = read_skipping_damage(ds, source, window)
+            valid = valid.reshape(-1)
         parts.append(data.reshape(3, -1))
         vparts.append(valid)
-    if not parts:
-        raise RasterError(f"no part of {source.uri or source.path} sampled for the statistics could be read; the file is damaged")
     return np.concatenate(parts, axis=1), np.concatenate(vparts)
 
 
@@ -559,6 +558,20 @@ def read_skipping_damage(
     if out_shape is not None and tuple(out_shape) != (window.height, window.width):
         pixels = _resize_bilinear(pixels, out_shape)
     return pixels, valid, unread
+
+
+def raise_for_damaged_block(ds, source: RasterSource, window: Window, error: WindowReadError) -> None:
+    """Re-raise ``error`` (a failed read of ``window``) naming the first block that cannot be
+    read, so the message points at the damage and not at a large window around it. Remote
+    scenes are not probed block by block (each block would be retried): ``error`` as is."""
+    if not source.remote:
+        for whole, _ in block_windows(window, source.block, source.width, source.height):
+            try:
+                read_valid(ds, source, whole)
+                read_pixels(ds, source, whole)
+            except WindowReadError as precise:
+                raise precise from error.__cause__
+    raise error
 
 
 def _resize_bilinear(pixels: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
