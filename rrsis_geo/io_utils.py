@@ -69,14 +69,15 @@ def _remove_with_sidecars(path: Path) -> List[Path]:
         except FileNotFoundError:
             pass
         except OSError:  # a file system turned read-only, say: reported, not raised over the cause
-            left.append(candidate)
+            if os.path.lexists(candidate):
+                left.append(candidate)
     return left
 
 
 _ADVICE = {
     errno.ENOSPC: "free some space or write elsewhere",
     errno.EDQUOT: "free some space or write elsewhere",
-    errno.EROFS: "the file system is read-only; write elsewhere",
+    errno.EROFS: "write elsewhere",
     errno.EACCES: "check the directory's permissions",
     errno.EPERM: "check the directory's permissions",
     errno.ENOENT: "it was removed during the run; create it again and rerun",
@@ -163,7 +164,7 @@ class OutputLock:
     def acquire(self) -> None:
         """Take the lock or raise :class:`OutputBusyError` at once."""
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)  # read-only: flock needs no more
             if not _try_lock(fd):
                 os.close(fd)
                 raise OutputBusyError(

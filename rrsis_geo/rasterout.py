@@ -133,6 +133,8 @@ class GeoTiffStripWriter(StripSink):
         ds, self._ds = self._ds, None
         try:  # GDAL flushes the last blocks and the directory here
             ds.close()
+            # ...and reports a failure there only to its log (rasterio 1.4 does not raise it)
+            check_complete(self.path, len(self.descriptions))
         except Exception as exc:
             raise write_failure(self.path, exc) from exc
 
@@ -144,6 +146,30 @@ class GeoTiffStripWriter(StripSink):
                 ds.close()
             except Exception:  # the file is deleted anyway; the first error is the one reported
                 pass
+
+
+class IncompleteFile(OSError):
+    """A GeoTIFF whose directory or blocks did not all reach the disk."""
+
+
+def check_complete(path: Path, bands: int) -> None:
+    """Raise :class:`IncompleteFile` unless the tiled GeoTIFF at ``path`` opens and every block
+    of every band lies inside the file (GDAL's ``TIFF`` metadata gives their byte ranges)."""
+    import rasterio
+
+    size = Path(path).stat().st_size
+    try:
+        with rasterio.open(path) as ds:
+            rows, cols = -(-ds.height // BLOCK), -(-ds.width // BLOCK)
+            for band in range(1, bands + 1):
+                for r in range(rows):
+                    for c in range(cols):
+                        offset = ds.get_tag_item(f"BLOCK_OFFSET_{c}_{r}", "TIFF", bidx=band)
+                        length = ds.get_tag_item(f"BLOCK_SIZE_{c}_{r}", "TIFF", bidx=band)
+                        if not offset or not length or int(offset) + int(length) > size:
+                            raise IncompleteFile(f"block {c},{r} of band {band} was not written")
+    except rasterio.errors.RasterioIOError as exc:
+        raise IncompleteFile(f"the file cannot be read back ({exc})") from exc
 
 
 def geotiff_bytes(width: int, height: int, bands: int, kind: str = "probability") -> int:

@@ -98,21 +98,16 @@ def remount(mountpoint: Path, mode: str) -> None:
 def fill(directory: Path) -> Path:
     """Fill the file system of ``directory`` to the last byte; return the filler file."""
     filler = directory / "filler.bin"
-    with open(filler, "wb") as f:
-        chunk = b"\0" * 65536
-        try:
-            while True:
-                f.write(chunk)
-                f.flush()
-        except OSError:
-            pass
-    with open(filler, "ab") as f:  # the last partial chunk
-        try:
-            while True:
-                f.write(b"\0" * 512)
-                f.flush()
-        except OSError:
-            pass
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for size in (1 << 20, 65536, 4096, 512, 1):  # unbuffered, ever smaller, to the last byte
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
     return filler
 
 
