@@ -15,10 +15,15 @@ _ROWS: List[Tuple[str, str, str, str]] = []
 
 
 @pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory) -> Path:
+def tokenizer_for_faults():
     from rrsis_geo.models import load_tokenizer
 
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "red", "test-red", load_tokenizer(tokenizer_dir()))
+    return load_tokenizer(tokenizer_dir())
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory, tokenizer_for_faults) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "red", "test-red", tokenizer_for_faults)
 
 
 @pytest.fixture()

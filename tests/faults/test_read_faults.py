@@ -113,3 +113,21 @@ def test_vrt_whose_source_vanished(tmp_path, capsys, intact, checkpoint, record)
     assert_one_line_error(code, err, str(vrt))
     assert listing(tmp_path) == ["mosaic.vrt"]
     record("VRT whose source file was deleted", code, err, "nothing")
+
+
+def test_skip_with_resampling(tmp_path, capsys, intact, tokenizer_for_faults, record):
+    from geo_testdata import make_checkpoint
+
+    coarse = make_checkpoint(tmp_path / "coarse", "test-red", tokenizer_for_faults, gsd_m=1.0)  # scene is 0.5 m
+    offset, count = block_ranges(intact)[(1, 1)]
+    damaged = flip_bits(intact, tmp_path / "flipped.tif", [offset + count // 3, offset + count // 2, offset + count // 2 + 1])
+    out = tmp_path / "o.gpkg"
+    code, _, err = cli(predict_argv(damaged, out, coarse, "--on-read-error", "skip"), capsys)
+    assert code == 0, err
+    assert pyogrio.read_info(out)["dataset_metadata"]["RRSIS_UNREAD_WINDOWS"] == f"flipped.tif: {block_window(1, 1)}"
+    polygon = pyogrio.read_dataframe(out).geometry.iloc[0]
+    # at half the resolution the hole's edges blur by a pixel or so, but it is there
+    assert len(polygon.interiors) == 1
+    assert (32 * 32 - 16 * 16) * 0.25 * 0.8 < polygon.area < (32 * 32 - 16 * 16) * 0.25 * 1.2
+    record("bit flips, --on-read-error skip, resampled to the model's 1 m GSD", code, err.splitlines()[0],
+           ["o.gpkg (hole where the damaged block was)"])
