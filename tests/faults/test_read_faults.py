@@ -6,6 +6,7 @@ and in the GeoPackage's metadata."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,9 @@ def test_truncated_file_skipped_blocks_become_nodata(tmp_path, capsys, intact, c
     assert listed == [f"cut.tif: {block_window(r, c)}" for r, c in expected]
     frame = pyogrio.read_dataframe(out)
     assert len(frame) == 1 and frame.area.iloc[0] == pytest.approx(32 * 32 * 0.25)
+    if shutil.which("ogrinfo"):  # the GDAL QGIS uses shows the item too
+        shown = subprocess.run(["ogrinfo", "-so", str(out)], capture_output=True, text=True).stdout
+        assert f"RRSIS_UNREAD_WINDOWS=cut.tif: {block_window(*expected[0])}; " in shown
     record(f"GeoTIFF cut at byte {cut_at}, --on-read-error skip", code, err.splitlines()[0][:160] + " ...",
            [f"o.gpkg (1 polygon, RRSIS_UNREAD_WINDOWS lists {len(expected)} blocks)"])
 
