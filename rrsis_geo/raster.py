@@ -330,10 +330,21 @@ def _open_raster(
 
 
 def _guard(ds, source: RasterSource, window: Window, action):
-    return guarded(
-        action, scene=source.uri or str(source.path), window=window, remote=source.remote,
-        recover=getattr(ds, "reopen", None),
-    )
+    # After a remote read failed all its retries, later ones are tried once until one succeeds:
+    # a server that is down would otherwise cost the whole backoff for every window.
+    failing = bool(getattr(ds, "failing", False))
+    try:
+        result = guarded(
+            action, scene=source.uri or str(source.path), window=window, remote=source.remote and not failing,
+            recover=getattr(ds, "reopen", None),
+        )
+    except WindowReadError:
+        if isinstance(ds, RemoteDataset):
+            ds.failing = True
+        raise
+    if failing:
+        ds.failing = False
+    return result
 
 
 class RemoteDataset:
@@ -349,13 +360,16 @@ class RemoteDataset:
         import rasterio
 
         self.uri = uri
+        self.failing = False  # the last read failed all its retries (see _guard)
         self._ds = rasterio.open(uri)
 
     def reopen(self) -> None:
         import rasterio
 
         self._ds.close()
-        with rasterio.Env(CPL_VSIL_CURL_NON_CACHED=self.uri):
+        # GDAL knows a URL given as such by its /vsicurl/ name
+        name = f"/vsicurl/{self.uri}" if re.match(r"^(https?|ftp)://", self.uri) else self.uri
+        with rasterio.Env(CPL_VSIL_CURL_NON_CACHED=name):
             self._ds = rasterio.open(self.uri)
 
     def close(self) -> None:
@@ -540,11 +554,16 @@ def read_skipping_damage(
     """Read ``window`` block by block after a failed read: ``(pixels[3, ...], valid[h, w],
     unread)``, where the blocks that cannot be read are nodata (invalid, zero) and listed in
     ``unread`` (whole blocks, clipped to the scene). ``out_shape`` resamples the pixels
-    (bilinear) as :func:`read_pixels` does."""
+    (bilinear) as :func:`read_pixels` does. A remote window (already retried) is not probed
+    block by block: all of it is nodata."""
     pixels = np.zeros((3, window.height, window.width), source.read_dtype)
     valid = np.zeros((window.height, window.width), bool)
     unread: List[Window] = []
-    for whole, part in block_windows(window, source.block, source.width, source.height):
+    blocks = list(block_windows(window, source.block, source.width, source.height))
+    if source.remote:  # the window was retried already; block by block would retry each again
+        unread = [whole for whole, _ in blocks]
+        blocks = []
+    for whole, part in blocks:
         try:
             part_valid = read_valid(ds, source, part)
             part_pixels = read_pixels(ds, source, part)
