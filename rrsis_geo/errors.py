@@ -9,9 +9,14 @@ from __future__ import annotations
 
 
 class RRSISError(Exception):
-    """Base class of all user-facing errors."""
+    """Base class of all user-facing errors. Its text is always one line (GDAL's own messages,
+    quoted in ours, may hold line breaks), so that the CLI, the Processing log and the plugin's
+    worker can pass it on as is."""
 
     exit_code = 2
+
+    def __str__(self) -> str:
+        return " ".join(super().__str__().split())
 
 
 class InputError(RRSISError):

@@ -135,3 +135,11 @@ def test_skip_with_resampling(tmp_path, capsys, intact, tokenizer_for_faults, re
     assert (32 * 32 - 16 * 16) * 0.25 * 0.8 < polygon.area < (32 * 32 - 16 * 16) * 0.25 * 1.2
     record("bit flips, --on-read-error skip, resampled to the model's 1 m GSD", code, err.splitlines()[0],
            ["o.gpkg (hole where the damaged block was)"])
+
+
+def test_library_errors_are_one_line():
+    from rrsis_geo.errors import OutputBusyError, RRSISError, WindowReadError
+
+    error = WindowReadError("cannot read a.tif at pixel window col 0, row 0, 16 x 16 px: TIFF\nsays\r\n  this", "a.tif")
+    assert str(error) == "cannot read a.tif at pixel window col 0, row 0, 16 x 16 px: TIFF says this"
+    assert isinstance(error, RRSISError) and isinstance(OutputBusyError("x"), RRSISError)
