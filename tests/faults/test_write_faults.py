@@ -129,3 +129,47 @@ def test_output_directory_removed_during_the_run(tmp_path, scene, checkpoint, re
     assert f"cannot write {out_dir / 'p.tif'}: the directory {out_dir} no longer exists" in str(error)
     assert not out_dir.exists()
     record("output directory deleted during the run", error.exit_code, error, "nothing (directory gone)")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="taking a directory's write permission away from a running user needs root and setpriv")
+def test_permission_taken_away_during_the_run(tmp_path, checkpoint, record):
+    import subprocess
+    import sys
+    import tempfile
+    import time
+    from pathlib import Path
+
+    base = Path(tempfile.mkdtemp(prefix="rrsis-eacces-"))  # outside pytest's private 0700 tree
+    try:
+        base.chmod(0o755)
+        scene = textured_scene(base / "scene.tif", 768)  # a few seconds of tiles: time to intervene
+        ckpt = Path(shutil.copytree(checkpoint, base / "ckpt"))
+        for path in [ckpt, *ckpt.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        out_dir = base / "out"
+        out_dir.mkdir()
+        out_dir.chmod(0o777)
+        repo = Path(__file__).resolve().parents[2]
+        code = ("import sys; sys.path[:0] = sys.argv[1:3]; import geo_testdata; from rrsis_geo.cli import main; "
+                "sys.exit(main(sys.argv[3:]))")
+        argv = [sys.executable, "-c", code, str(repo), str(repo / "tests" / "geo"), "predict", str(scene), "-e", "red",
+                "-o", str(out_dir / "o.gpkg"), "--mask-out", str(out_dir / "m.tif"), "--checkpoint", str(ckpt), "-q"]
+        env = {**os.environ, "HOME": str(base)}
+        run = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv],
+                               stderr=subprocess.PIPE, text=True, env=env)
+        while run.poll() is None and not (out_dir / ".o.gpkg.lock").exists():
+            time.sleep(0.02)
+        out_dir.chmod(0o755)  # the run's user (nobody) may no longer create files there
+        err = run.stderr.read()
+        run.stderr.close()
+        assert run.wait(timeout=300) == 2, err
+        assert err.strip().splitlines()[-1].startswith("rrsis-geo: error: cannot write "), err
+        assert "Permission denied; check the directory's permissions" in err
+        # nothing of the run's output; its lock files cannot be removed without the permission
+        assert listing(out_dir) == [".m.tif.lock", ".o.gpkg.lock"]
+        record("write permission on the output directory taken away during the run (run as nobody)", run.returncode,
+               err.strip().splitlines()[-1], listing(out_dir))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
