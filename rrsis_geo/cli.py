@@ -335,8 +335,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         warnings.showwarning = _show_warning
         try:
             return int(args.func(args) or 0)
-        except RRSISError as exc:  # one line, whatever GDAL put into the message
-            print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        except RRSISError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
             return int(getattr(exc, "exit_code", 2))
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted; no output was written", file=sys.stderr)

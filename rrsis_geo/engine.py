@@ -27,8 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import Cancelled, InputError
-from .errors import WindowReadError
+from .errors import Cancelled, InputError, WindowReadError
 from .raster import (
     RasterSource,
     Window,

@@ -245,6 +245,9 @@ def predict(
 
             stats = run_scene(src, segmenter, encoded, plan, sinks, options=options, on_tiles=on_tiles, cancel=cancel)
             if stats.tiles_run == 0:
+                damaged = len(stats.extra.get("unread_windows", []))
+                if damaged:
+                    raise RasterError(f"no pixel of {src.path} could be read ({damaged} damaged blocks); nothing to segment")
                 raise RasterError(f"every pixel of {src.path} is nodata; there is nothing to segment")
             run_stats.append(stats.as_dict())
             unread += [(labels[i], w) for w in stats.extra.get("unread_windows", [])]

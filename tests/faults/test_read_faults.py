@@ -143,3 +143,14 @@ def test_library_errors_are_one_line():
     error = WindowReadError("cannot read a.tif at pixel window col 0, row 0, 16 x 16 px: TIFF\nsays\r\n  this", "a.tif")
     assert str(error) == "cannot read a.tif at pixel window col 0, row 0, 16 x 16 px: TIFF says this"
     assert isinstance(error, RRSISError) and isinstance(OutputBusyError("x"), RRSISError)
+
+
+def test_skip_with_nothing_readable(tmp_path, capsys, intact, checkpoint, record):
+    data_start = min(offset for offset, _ in block_ranges(intact).values())
+    cut = truncate_copy(intact, tmp_path / "cut.tif", data_start + 40)  # the directory survives, no block does
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code, _, err = cli(predict_argv(cut, out_dir / "o.gpkg", checkpoint, "--on-read-error", "skip"), capsys)
+    assert_one_line_error(code, err, f"no pixel of {cut} could be read (64 damaged blocks)")
+    assert listing(out_dir) == []
+    record("GeoTIFF cut right after its directory, --on-read-error skip", code, err, "nothing")
