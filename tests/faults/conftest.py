@@ -1,8 +1,10 @@
 """Fixtures of the fault suite; every fault a test provokes is recorded with its exit status,
-message and what was left on disk, and printed as a table at the end of the run."""
+message and what was left on disk, and printed as a table at the end of a verbose run
+(``pytest tests/faults -v``) or with ``RRSIS_FAULT_TABLE=1``."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Tuple
 
@@ -37,8 +39,8 @@ def record():
     return add
 
 
-def pytest_terminal_summary(terminalreporter) -> None:
-    if not _ROWS:
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    if not _ROWS or not (config.option.verbose > 0 or os.environ.get("RRSIS_FAULT_TABLE")):
         return
     write = terminalreporter.write_line
     terminalreporter.section("faults provoked: exit status, message, left on disk")
