@@ -87,10 +87,16 @@ def guarded(
                         pass
                 continue
             tried = f" after {attempts} attempts" if attempts > 1 else ""
-            hint = "the connection failed" if remote else "the file is damaged or cut short"
+            cause = root_cause(exc)
+            if remote:
+                hint = "the connection failed"
+            elif "No such file" in cause:  # a VRT (or other index) whose source is gone
+                hint = "a file it refers to is missing"
+            else:
+                hint = "the file is damaged or cut short"
             where = f" at pixel window {describe_window(window)}" if window is not None else ""
             raise WindowReadError(
-                f"cannot {what} {scene}{where}{tried}: {root_cause(exc)} "
+                f"cannot {what} {scene}{where}{tried}: {cause} "
                 f"({hint}); pass --on-read-error skip to treat unreadable windows as nodata",
                 scene=scene,
                 window=window,

@@ -114,7 +114,7 @@ def test_vrt_whose_source_vanished(tmp_path, capsys, intact, checkpoint, record)
     Path(source).unlink()
     out = tmp_path / "o.gpkg"
     code, _, err = cli(predict_argv(vrt, out, checkpoint), capsys)
-    assert_one_line_error(code, err, str(vrt))
+    assert_one_line_error(code, err, str(vrt), "No such file or directory (a file it refers to is missing)")
     assert listing(tmp_path) == ["mosaic.vrt"]
     record("VRT whose source file was deleted", code, err, "nothing")
 
