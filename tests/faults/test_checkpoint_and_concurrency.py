@@ -122,3 +122,10 @@ def test_two_processes_racing_for_one_output(tmp_path, checkpoint, record):
     assert len(frame) == 1 and frame.area.iloc[0] == pytest.approx(300 * 100 * 0.25)
     assert listing(tmp_path) == ["big.tif", "o.gpkg"]
     record("two rrsis-geo processes started together on one output", "0 and 2", loser, "o.gpkg, whole (1 polygon)")
+
+
+def test_lock_left_by_a_killed_run_does_not_block(tmp_path, scene, checkpoint):
+    (tmp_path / ".o.gpkg.lock").write_bytes(b"")  # what a run killed with SIGKILL leaves (its flock died with it)
+    result = rrsis_geo.predict(scene, "red", checkpoint=checkpoint, device="cpu", output=tmp_path / "o.gpkg")
+    assert len(result) == 1
+    assert listing(tmp_path) == ["o.gpkg"]
