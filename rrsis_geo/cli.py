@@ -127,6 +127,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             resample=args.resample,
             readers=args.readers,
             compile=args.compile,
+            on_read_error=args.on_read_error,
             progress=bar,
         )
     finally:
@@ -279,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resample to the model's training GSD (default: when it differs by > 25 %%)")
     p.add_argument("--readers", type=int, metavar="N", help="reader threads (default 1 on CPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (long runs on a GPU)")
+    p.add_argument("--on-read-error", choices=("fail", "skip"), default="fail",
+                   help="pixels that cannot be read: fail (default) or skip (nodata, listed in a warning and the GeoPackage)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
@@ -338,6 +341,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted; no output was written", file=sys.stderr)
             return 130
+        except OSError as exc:  # a file-system or GDAL fault the library did not name: still one line
+            print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,8 +27,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import Cancelled, InputError
-from .raster import RasterSource, Window, block_cache_budget, bounded_block_cache, read_pixels, read_valid
+from .errors import Cancelled, InputError, WindowReadError
+from .raster import (
+    RasterSource,
+    Window,
+    block_cache_budget,
+    bounded_block_cache,
+    raise_for_damaged_block,
+    read_pixels,
+    read_skipping_damage,
+    read_valid,
+)
+from .read_faults import check_policy, sorted_windows
 from .segmenter import EncodedText, Segmenter
 from .tiling import StripAccumulator, Tile, TileGrid, blend_window, pad_reflect
 
@@ -146,8 +156,11 @@ class _Reader(threading.Thread):
         prefetch: int,
         pin: bool,
         stop: threading.Event,
+        skip_damaged: bool = False,
     ) -> None:
         super().__init__(name=f"rrsis-reader-{rank}", daemon=True)
+        self.skip_damaged = skip_damaged
+        self.unread: List[Window] = []  # blocks that could not be read (skip_damaged only)
         self.rank = rank
         self.n_readers = n_readers
         self.source = source
@@ -214,18 +227,30 @@ class _Reader(threading.Thread):
         slot = 0
         for tile in tiles:
             window = Window(region.col_off + tile.col_off, region.row_off + tile.row_off, tile.width, tile.height)
-            valid = read_valid(ds, self.source, window)
-            if valid is not None and not valid.any():
-                has_data.append(False)
-                masked.append(False)
-                continue
             mh, mw = self.plan.content_shape(tile)
             out_shape = (mh, mw) if self.plan.resample else None
-            if (mh, mw) == (T, T):
-                read_pixels(ds, self.source, window, out=images[slot], out_shape=out_shape)
-            else:  # region smaller than a tile: reflect-pad, the engine crops back
-                pixels = read_pixels(ds, self.source, window, out_shape=out_shape)
-                images[slot] = pad_reflect(pixels, T, T)
+            try:
+                valid = read_valid(ds, self.source, window)
+                if valid is not None and not valid.any():
+                    has_data.append(False)
+                    masked.append(False)
+                    continue
+                if (mh, mw) == (T, T):
+                    read_pixels(ds, self.source, window, out=images[slot], out_shape=out_shape)
+                    pixels = None
+                else:  # region smaller than a tile: reflect-pad below, the engine crops back
+                    pixels = read_pixels(ds, self.source, window, out_shape=out_shape)
+            except WindowReadError as exc:
+                if not self.skip_damaged:
+                    raise_for_damaged_block(ds, self.source, window, exc)
+                pixels, valid, unread = read_skipping_damage(ds, self.source, window, out_shape)
+                self.unread.extend(unread)
+                if not valid.any():
+                    has_data.append(False)
+                    masked.append(False)
+                    continue
+            if pixels is not None:
+                images[slot] = pixels if pixels.shape[1:] == (T, T) else pad_reflect(pixels, T, T)
             if valid is not None:
                 valid_np[slot, : tile.height, : tile.width] = valid
             has_data.append(True)
@@ -336,6 +361,9 @@ class EngineOptions:
     batch_size: int = 4
     readers: int = 1
     prefetch: int = 2
+    #: 'fail': a pixel window that cannot be read ends the run with WindowReadError; 'skip': its
+    #: unreadable blocks become nodata and are listed in ``RunStats.extra["unread_windows"]``
+    on_read_error: str = "fail"
 
 
 @dataclass
@@ -421,11 +449,13 @@ def run_scene(
     B = max(1, int(options.batch_size))
     batches = _batches(grid, B)
     n_readers = max(1, min(int(options.readers), len(batches)))
+    skip_damaged = check_policy(options.on_read_error) == "skip"
     stats = RunStats(tiles=len(grid), expressions=len(texts), resampled=plan.resample, footprint=plan.footprint)
 
     stop = threading.Event()
     readers = [
-        _Reader(r, n_readers, source, plan, batches, B, max(1, options.prefetch), cuda, stop) for r in range(n_readers)
+        _Reader(r, n_readers, source, plan, batches, B, max(1, options.prefetch), cuda, stop, skip_damaged)
+        for r in range(n_readers)
     ]
     worker = StripWorker(sinks)
     accumulator = StripAccumulator(grid.width, grid.tile_height, len(texts), device)
@@ -526,6 +556,8 @@ def run_scene(
         torch.cuda.synchronize(device)
         stats.seconds_model = sum(a.elapsed_time(b) for a, b in model_events) / 1000.0
     stats.seconds_reading = sum(r.seconds for r in readers)
+    if skip_damaged:
+        stats.extra["unread_windows"] = sorted_windows([w for r in readers for w in r.unread])
     stats.seconds_strips = worker.seconds
     stats.accumulator_rows = accumulator.capacity
     stats.accumulator_max_rows_in_flight = accumulator.max_rows_in_flight

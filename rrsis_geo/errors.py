@@ -9,9 +9,14 @@ from __future__ import annotations
 
 
 class RRSISError(Exception):
-    """Base class of all user-facing errors."""
+    """Base class of all user-facing errors. Its text is always one line (GDAL's own messages,
+    quoted in ours, may hold line breaks), so that the CLI, the Processing log and the plugin's
+    worker can pass it on as is."""
 
     exit_code = 2
+
+    def __str__(self) -> str:
+        return " ".join(super().__str__().split())
 
 
 class InputError(RRSISError):
@@ -42,3 +47,17 @@ class Cancelled(RRSISError):
     """The run was cancelled by the user; nothing was written."""
 
     exit_code = 130
+
+
+class WindowReadError(RasterError):
+    """Pixels of a scene that could not be read (a damaged or truncated file, a dropped
+    connection, a VRT whose source vanished). ``scene`` and ``window`` say where."""
+
+    def __init__(self, message: str, scene: str = "", window: object = None) -> None:
+        super().__init__(message)
+        self.scene = scene
+        self.window = window
+
+
+class OutputBusyError(OutputError):
+    """Another run is writing the same output file right now."""

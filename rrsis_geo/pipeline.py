@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from .engine import EngineOptions, plan_tiles, run_scene
 from .errors import Cancelled, InputError, RasterError
-from .io_utils import OutputTransaction
+from .io_utils import OutputTransaction, check_free_space
 from .raster import BBox, RasterSource, open_raster
-from .rasterout import GeoTiffStripWriter
+from .rasterout import GeoTiffStripWriter, geotiff_bytes
+from .read_faults import check_policy, format_windows
 from .segmenter import Segmenter, load_model
 from .vectorize import AreaMeter, PolygonAssembler, PolygonSink, VectorOptions, layer_names, write_geopackage
 
@@ -129,6 +131,7 @@ def predict(
     resample: Optional[bool] = None,
     readers: Optional[int] = None,
     compile: bool = False,
+    on_read_error: str = "fail",
     progress: Optional[ProgressFn] = None,
     cancel: Any = None,
 ):
@@ -141,7 +144,10 @@ def predict(
     training GSD by more than 25 %, True/False force it. ``progress(done, total, message)``
     counts tiles; ``cancel`` (a callable returning True, or an object with ``is_set()`` /
     ``isCanceled()``) stops the run between batches with :class:`Cancelled`, leaving no output.
-    Statistics of the run are in ``result.attrs["rrsis"]``.
+    Statistics of the run are in ``result.attrs["rrsis"]``. ``on_read_error`` 'fail' ends
+    the run on a pixel window that cannot be read (:class:`~rrsis_geo.errors.WindowReadError`);
+    'skip' makes its unreadable blocks nodata, warns, and lists them in the GeoPackage's
+    ``RRSIS_UNREAD_WINDOWS`` metadata item.
     """
     import geopandas as gpd
     import pandas as pd
@@ -158,6 +164,7 @@ def predict(
 
     scenes = _scene_list(scene)
     texts = clean_expressions(expressions)
+    check_policy(on_read_error)
     _check_number("overlap", overlap, 0.0, 0.9, high_open=True)
     _check_number("threshold", threshold, 0.0, 1.0, low_open=True, high_open=True)
     _check_number("simplify", simplify, 0.0)
@@ -177,8 +184,13 @@ def predict(
 
         report(0, 0, "opening scenes")
         sources: List[RasterSource] = [
-            open_raster(s, bands=bands, bbox=bbox, allow_no_crs=allow_no_crs) for s in scenes
+            open_raster(s, bands=bands, bbox=bbox, allow_no_crs=allow_no_crs, on_read_error=on_read_error) for s in scenes
         ]
+        check_free_space([
+            (tmp, geotiff_bytes(src.region.width, src.region.height, len(texts), kind))
+            for tmps, kind in ((prob_tmps, "probability"), (mask_tmps, "mask"))
+            for tmp, src in zip(tmps, sources) if tmp is not None
+        ])
         crs_known = [src.crs is not None for src in sources]
         if any(crs_known) and not all(crs_known):
             raise InputError("the scenes mix georeferenced rasters and rasters without a CRS; predict them separately")
@@ -196,6 +208,7 @@ def predict(
         options = EngineOptions(
             batch_size=int(batch_size or _default_batch_size(segmenter)),
             readers=int(readers or _default_readers(segmenter)),
+            on_read_error=on_read_error,
         )
         plans = [plan_tiles(src, tile, overlap, model_gsd=segmenter.gsd_m, resample=resample) for src in sources]
         total = sum(len(p.grid) for p in plans)
@@ -205,6 +218,7 @@ def predict(
 
         done = 0
         per_expression: Dict[str, List[Any]] = {t: [] for t in texts}
+        unread: List[Any] = []  # (scene label, Window) that could not be read (on_read_error 'skip')
         run_stats = []
         for i, (src, plan) in enumerate(zip(sources, plans)):
             prefix = f"scene {i + 1}/{len(scenes)} {src.path.name}: " if many else ""
@@ -231,12 +245,18 @@ def predict(
 
             stats = run_scene(src, segmenter, encoded, plan, sinks, options=options, on_tiles=on_tiles, cancel=cancel)
             if stats.tiles_run == 0:
+                damaged = len(stats.extra.get("unread_windows", []))
+                if damaged:
+                    raise RasterError(f"no pixel of {src.path} could be read ({damaged} damaged blocks); nothing to segment")
                 raise RasterError(f"every pixel of {src.path} is nodata; there is nothing to segment")
             run_stats.append(stats.as_dict())
+            unread += [(labels[i], w) for w in stats.extra.get("unread_windows", [])]
             for text, assembler in zip(texts, assemblers):
                 frame = assembler.frame(src.crs, ["scene"] if many else ())
                 per_expression[text].append(frame)
         check_cancel()
+        if unread:
+            warnings.warn(f"{len(unread)} unreadable pixel window(s) were treated as nodata: {format_windows(unread)}", stacklevel=2)
 
         target_crs = sources[0].crs
         layers: Dict[str, Any] = {}
@@ -249,7 +269,8 @@ def predict(
             report(done, total, "writing the GeoPackage")
             names = layer_names(texts)
             write_geopackage(
-                {name: layers[t] for name, t in zip(names, texts)}, gpkg_tmp, descriptions=dict(zip(names, texts))
+                {name: layers[t] for name, t in zip(names, texts)}, gpkg_tmp, descriptions=dict(zip(names, texts)),
+                metadata={"RRSIS_UNREAD_WINDOWS": format_windows(unread, limit=10_000)} if unread else None,
             )
         check_cancel()
         outputs.commit()

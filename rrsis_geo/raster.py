@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,8 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .errors import InputError, RasterError
+from .errors import InputError, RasterError, WindowReadError
+from .read_faults import block_windows, check_policy, guarded
 
 PathLike = Union[str, "os.PathLike[str]"]
 BBox = Tuple[float, float, float, float]
@@ -32,6 +34,21 @@ NATIVE_DTYPES = ("uint8", "int16", "uint16", "int32", "float32")
 
 STRETCH_PERCENTILES = (2.0, 98.0)
 _SAMPLE_TARGET = 1024  # longer side of the decimated read used for statistics
+
+#: GDAL virtual file systems and URL schemes that reach over a network
+_REMOTE = re.compile(r"^(/vsi(curl|curl_streaming|s3|gs|az|adls|oss|swift|webhdfs|hdfs)(_streaming)?/|(https?|ftp|s3|gs|az)://)")
+_COLLAPSED_URL = re.compile(r"^((?:/vsicurl(?:_streaming)?/)?(?:https?|ftp)):/(?!/)")
+
+
+def scene_uri(path: PathLike) -> str:
+    """The name to give GDAL for ``path``: a URL squeezed by ``pathlib`` (``http:/host``) gets
+    its second slash back, so ``Path('/vsicurl/http://host/a.tif')`` still reaches the host."""
+    return _COLLAPSED_URL.sub(r"\1://", os.fspath(path))
+
+
+def is_remote(uri: str) -> bool:
+    """Whether GDAL reads ``uri`` over a network (reads are then retried with backoff)."""
+    return bool(_REMOTE.match(uri))
 
 
 @dataclass(frozen=True)
@@ -69,6 +86,12 @@ class RasterSource:
     region: Window  # the part of the scene to process (all of it unless a bbox was given)
     gsd: Optional[Tuple[float, float]]  # metres per pixel along columns, rows; None without CRS
     stretch: Optional[Tuple[Tuple[float, float], ...]] = field(default=None)  # per band (low, high)
+    uri: str = ""  # the name GDAL opens (differs from str(path) for URLs); "" = str(path)
+    block: Tuple[int, int] = (256, 256)  # rows, cols of the first model band's blocks
+
+    @property
+    def remote(self) -> bool:
+        return is_remote(self.uri or str(self.path))
 
     # ---- derived ---------------------------------------------------------------------------
     @property
@@ -96,7 +119,9 @@ class RasterSource:
         """A new rasterio dataset handle (one per thread)."""
         import rasterio
 
-        return rasterio.open(self.path)
+        if self.remote:
+            return RemoteDataset(self.uri)
+        return rasterio.open(self.uri or self.path)
 
     def describe_crs(self) -> str:
         if self.crs is None:
@@ -192,18 +217,24 @@ def open_raster(
     bbox: Optional[BBox] = None,
     allow_no_crs: bool = False,
     compute_stretch: bool = True,
+    on_read_error: str = "fail",
 ) -> RasterSource:
     """Open and validate a scene; compute its stretch unless told not to.
 
     Raises :class:`RasterError` for a missing file, a file GDAL cannot read, a scene without a
     CRS (unless ``allow_no_crs``: coordinates are then the file's own, pixel/line when it has no
     geotransform), fewer than three bands without ``bands``, or a scene whose pixels are all
-    nodata; :class:`InputError` for bands that do not exist or a bbox outside the scene.
+    nodata; :class:`InputError` for bands that do not exist or a bbox outside the scene. A read
+    failure while computing the stretch raises :class:`WindowReadError` (``on_read_error``
+    'fail'), or leaves the unreadable windows out of the statistics ('skip').
     """
     # The statistics read each sampled block once: no reason to let GDAL keep hundreds of MB of
     # them. (The cap must be set before the dataset is opened, or rasterio does not restore it.)
     with bounded_block_cache(32 << 20):
-        return _open_raster(path, bands=bands, bbox=bbox, allow_no_crs=allow_no_crs, compute_stretch=compute_stretch)
+        return _open_raster(
+            path, bands=bands, bbox=bbox, allow_no_crs=allow_no_crs, compute_stretch=compute_stretch,
+            skip=check_policy(on_read_error) == "skip",
+        )
 
 
 def _open_raster(
@@ -213,19 +244,32 @@ def _open_raster(
     bbox: Optional[BBox],
     allow_no_crs: bool,
     compute_stretch: bool,
+    skip: bool = False,
 ) -> RasterSource:
     import rasterio
     from rasterio.enums import MaskFlags
 
+    uri = scene_uri(path)
+    remote = is_remote(uri)
     scene = Path(path).expanduser()
-    if not scene.exists():
+    if remote or uri.startswith("/vsi"):
+        pass  # not a local path: GDAL says below whether it can be read
+    elif not scene.exists():
         raise RasterError(f"scene {scene} does not exist; check the path")
-    if scene.is_dir():
+    elif scene.is_dir():
         raise RasterError(f"scene {scene} is a directory; give a raster file (GeoTIFF, JPEG2000, VRT, ...)")
-    try:
+    else:
+        uri = str(scene)
+
+    def _open():
         with warnings.catch_warnings():  # a missing CRS is reported below, in our words
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            ds = rasterio.open(scene)
+            return RemoteDataset(uri) if remote else rasterio.open(uri)
+
+    try:
+        ds = guarded(_open, scene=uri, window=None, remote=remote, what="open") if remote else _open()
+    except WindowReadError as exc:
+        raise RasterError(f"cannot open {uri} ({exc.__cause__}); check the URL and the network") from exc
     except rasterio.errors.RasterioIOError as exc:
         raise RasterError(
             f"{scene} is not a raster GDAL can read ({exc}); give a GeoTIFF or another GDAL raster format"
@@ -262,7 +306,7 @@ def _open_raster(
         crs = to_pyproj(crs)
         cx, cy = ds.transform @ (region.col_off + region.width / 2, region.row_off + region.height / 2)
         source = RasterSource(
-            path=scene.absolute(),
+            path=scene if remote or uri.startswith("/vsi") else scene.absolute(),
             width=ds.width,
             height=ds.height,
             count=ds.count,
@@ -277,55 +321,143 @@ def _open_raster(
             has_mask=has_mask,
             region=region,
             gsd=ground_sample_distance(crs, ds.transform, (cx, cy)),
+            uri=uri,
+            block=tuple(ds.block_shapes[chosen[0] - 1]),
         )
         if compute_stretch:
-            source.stretch = _compute_stretch(ds, source)
+            source.stretch = _compute_stretch(ds, source, skip)
     return source
 
 
-def _sample(ds, source: RasterSource) -> Tuple[np.ndarray, np.ndarray]:
-    """A decimated read of the region: (values[3, N], valid[N])."""
-    from rasterio.enums import Resampling
+def _guard(ds, source: RasterSource, window: Window, action):
+    # After a remote read failed all its retries, later ones are tried once until one succeeds:
+    # a server that is down would otherwise cost the whole backoff for every window.
+    failing = bool(getattr(ds, "failing", False))
+    try:
+        result = guarded(
+            action, scene=source.uri or str(source.path), window=window, remote=source.remote and not failing,
+            recover=getattr(ds, "reopen", None),
+        )
+    except WindowReadError:
+        if isinstance(ds, RemoteDataset):
+            ds.failing = True
+        raise
+    if failing:
+        ds.failing = False
+    return result
 
+
+class RemoteDataset:
+    """A rasterio dataset read over a network that can be reopened after a failed read.
+
+    GDAL keeps what a dropped connection delivered (cut short) in the handle and in its
+    ``/vsicurl/`` cache, so retrying on the same handle fails again; :meth:`reopen` opens a
+    fresh handle with ``CPL_VSIL_CURL_NON_CACHED`` set for this file, which drops its cache.
+    Everything else is the dataset's own.
+    """
+
+    def __init__(self, uri: str) -> None:
+        import rasterio
+
+        self.uri = uri
+        self.failing = False  # the last read failed all its retries (see _guard)
+        self._ds = rasterio.open(uri)
+
+    def reopen(self) -> None:
+        import rasterio
+
+        self._ds.close()
+        # GDAL knows a URL given as such by its /vsicurl/ name
+        name = f"/vsicurl/{self.uri}" if re.match(r"^(https?|ftp)://", self.uri) else self.uri
+        with rasterio.Env(CPL_VSIL_CURL_NON_CACHED=name):
+            self._ds = rasterio.open(self.uri)
+
+    def close(self) -> None:
+        self._ds.close()
+
+    def __getattr__(self, name: str):
+        return getattr(self._ds, name)
+
+    def __enter__(self) -> "RemoteDataset":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _sample(ds, source: RasterSource, skip: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """A decimated read of the region: (values[3, N], valid[N])."""
     region = source.region
     longest = max(region.width, region.height)
-    bands = list(source.bands)
     if longest <= 2 * _SAMPLE_TARGET or source.overviews:
-        # GDAL serves a decimated read from the best overview when there is one
-        scale = min(1.0, _SAMPLE_TARGET / longest)
-        shape = (max(1, round(region.height * scale)), max(1, round(region.width * scale)))
-        win = region.to_rasterio()
-        data = ds.read(bands, window=win, out_shape=(3, *shape), resampling=Resampling.nearest)
-        if source.has_mask:
-            masks = ds.read_masks(bands, window=win, out_shape=(3, *shape), resampling=Resampling.nearest)
-        else:
-            masks = np.full(data.shape, 255, np.uint8)
-        values, valid = data.reshape(3, -1), (masks > 0).any(axis=0).reshape(-1)
+        try:
+            values, valid = _decimated_sample(ds, source)
+        except WindowReadError:
+            # a damaged block (or overview): the grid below names it, skips it, or misses it
+            values, valid = _grid_sample(ds, source, skip)
     else:
         # No overview of a large scene: read a grid of small windows instead of every block.
-        grid, size = 8, 128
-        parts, vparts = [], []
-        for i in range(grid):
-            for j in range(grid):
-                r = region.row_off + int((region.height - size) * (i + 0.5) / grid)
-                c = region.col_off + int((region.width - size) * (j + 0.5) / grid)
-                win = Window(c, r, size, size).to_rasterio()
-                data = ds.read(bands, window=win)
-                parts.append(data.reshape(3, -1))
-                if source.has_mask:
-                    vparts.append((ds.read_masks(bands, window=win) > 0).any(axis=0).reshape(-1))
-                else:
-                    vparts.append(np.ones(size * size, bool))
-        values, valid = np.concatenate(parts, axis=1), np.concatenate(vparts)
+        values, valid = _grid_sample(ds, source, skip)
     if values.dtype.kind == "f":
         valid = valid & np.isfinite(values).all(axis=0)
     return values, valid
 
 
-def _compute_stretch(ds, source: RasterSource) -> Optional[Tuple[Tuple[float, float], ...]]:
-    values, valid = _sample(ds, source)
+def _decimated_sample(ds, source: RasterSource) -> Tuple[np.ndarray, np.ndarray]:
+    from rasterio.enums import Resampling
+
+    region = source.region
+    bands = list(source.bands)
+    # GDAL serves a decimated read from the best overview when there is one
+    scale = min(1.0, _SAMPLE_TARGET / max(region.width, region.height))
+    shape = (max(1, round(region.height * scale)), max(1, round(region.width * scale)))
+    win = region.to_rasterio()
+    data = _guard(ds, source, region, lambda: ds.read(bands, window=win, out_shape=(3, *shape), resampling=Resampling.nearest))
+    if source.has_mask:
+        masks = _guard(
+            ds, source, region, lambda: ds.read_masks(bands, window=win, out_shape=(3, *shape), resampling=Resampling.nearest)
+        )
+    else:
+        masks = np.full(data.shape, 255, np.uint8)
+    return data.reshape(3, -1), (masks > 0).any(axis=0).reshape(-1)
+
+
+def _grid_sample(ds, source: RasterSource, skip: bool, grid: int = 8, size: int = 128) -> Tuple[np.ndarray, np.ndarray]:
+    """Values and validity of a grid of small windows spread over the region; with ``skip``,
+    windows that cannot be read are left out."""
+    region = source.region
+    bands = list(source.bands)
+    h, w = min(size, region.height), min(size, region.width)
+    windows = []
+    for i in range(grid):
+        for j in range(grid):
+            r = region.row_off + int((region.height - h) * (i + 0.5) / grid)
+            c = region.col_off + int((region.width - w) * (j + 0.5) / grid)
+            if Window(c, r, w, h) not in windows:
+                windows.append(Window(c, r, w, h))
+    parts, vparts = [], []
+    for window in windows:
+        win = window.to_rasterio()
+        try:
+            data = _guard(ds, source, window, lambda win=win: ds.read(bands, window=win))
+            if source.has_mask:
+                valid = (_guard(ds, source, window, lambda win=win: ds.read_masks(bands, window=win)) > 0).any(axis=0).reshape(-1)
+            else:
+                valid = np.ones(h * w, bool)
+        except WindowReadError as exc:
+            if not skip:
+                raise_for_damaged_block(ds, source, window, exc)
+            data, valid, _ = read_skipping_damage(ds, source, window)
+            valid = valid.reshape(-1)
+        parts.append(data.reshape(3, -1))
+        vparts.append(valid)
+    return np.concatenate(parts, axis=1), np.concatenate(vparts)
+
+
+def _compute_stretch(ds, source: RasterSource, skip: bool = False) -> Optional[Tuple[Tuple[float, float], ...]]:
+    values, valid = _sample(ds, source, skip)
     if not valid.any():
-        if not region_has_valid_pixels(ds, source):
+        if not region_has_valid_pixels(ds, source, skip=skip):
             raise RasterError(
                 f"every pixel of {source.path}{' inside the bbox' if source.region != Window(0, 0, source.width, source.height) else ''} "
                 "is nodata; there is nothing to segment. Check the nodata value (gdalinfo) or the bbox"
@@ -344,21 +476,23 @@ def _compute_stretch(ds, source: RasterSource) -> Optional[Tuple[Tuple[float, fl
     return tuple(out)
 
 
-def region_has_valid_pixels(ds, source: RasterSource, block: int = 1024) -> bool:
-    """Whether any pixel of the region is valid, reading the masks block by block."""
+def region_has_valid_pixels(ds, source: RasterSource, block: int = 1024, *, skip: bool = False) -> bool:
+    """Whether any pixel of the region is valid, reading the masks block by block (with
+    ``skip``, blocks that cannot be read count as nodata)."""
     if not source.has_mask:
         return True
     region = source.region
-    bands = list(source.bands)
     for r in range(region.row_off, region.row_off + region.height, block):
         for c in range(region.col_off, region.col_off + region.width, block):
             h = min(block, region.row_off + region.height - r)
             w = min(block, region.col_off + region.width - c)
-            win = Window(c, r, w, h).to_rasterio()
-            valid = (ds.read_masks(bands, window=win) > 0).any(axis=0)
-            if np.dtype(source.dtype).kind == "f":
-                valid &= np.isfinite(ds.read(bands, window=win)).all(axis=0)
-            if valid.any():
+            try:
+                valid = read_valid(ds, source, Window(c, r, w, h))
+            except WindowReadError:
+                if not skip:
+                    raise
+                continue
+            if valid is None or valid.any():
                 return True
     return False
 
@@ -374,7 +508,7 @@ def read_pixels(
 
     ``out_shape`` resamples (bilinear) to that size; ``out`` (C-contiguous, of the read dtype
     and the output size) receives the pixels without a copy. Non-finite floats become 0 (they
-    are masked as nodata by :func:`read_valid`).
+    are masked as nodata by :func:`read_valid`). A failed read raises :class:`WindowReadError`.
     """
     from rasterio.enums import Resampling
 
@@ -384,10 +518,10 @@ def read_pixels(
     resampling = Resampling.bilinear if out_shape is not None else Resampling.nearest
     direct = out is not None and source.read_dtype == source.dtype and out.shape == shape
     if direct:
-        ds.read(bands, window=win, out=out, resampling=resampling)
+        _guard(ds, source, window, lambda: ds.read(bands, window=win, out=out, resampling=resampling))
         data = out
     else:
-        data = ds.read(bands, window=win, out_shape=shape, resampling=resampling)
+        data = _guard(ds, source, window, lambda: ds.read(bands, window=win, out_shape=shape, resampling=resampling))
         if data.dtype.name != source.read_dtype:
             data = data.astype(source.read_dtype)
     if data.dtype.kind == "f":
@@ -406,12 +540,69 @@ def read_valid(ds, source: RasterSource, window: Window) -> Optional[np.ndarray]
         return None
     win = window.to_rasterio()
     bands = list(source.bands)
-    valid = (ds.read_masks(bands, window=win) > 0).any(axis=0)
+    valid = (_guard(ds, source, window, lambda: ds.read_masks(bands, window=win)) > 0).any(axis=0)
     if np.dtype(source.dtype).kind == "f" and valid.any():
-        valid &= np.isfinite(ds.read(bands, window=win)).all(axis=0)
+        valid &= np.isfinite(_guard(ds, source, window, lambda: ds.read(bands, window=win))).all(axis=0)
     if valid.all():
         return None
     return valid
+
+
+def read_skipping_damage(
+    ds, source: RasterSource, window: Window, out_shape: Optional[Tuple[int, int]] = None
+) -> Tuple[np.ndarray, np.ndarray, List[Window]]:
+    """Read ``window`` block by block after a failed read: ``(pixels[3, ...], valid[h, w],
+    unread)``, where the blocks that cannot be read are nodata (invalid, zero) and listed in
+    ``unread`` (whole blocks, clipped to the scene). ``out_shape`` resamples the pixels
+    (bilinear) as :func:`read_pixels` does. A remote window (already retried) is not probed
+    block by block: all of it is nodata."""
+    pixels = np.zeros((3, window.height, window.width), source.read_dtype)
+    valid = np.zeros((window.height, window.width), bool)
+    unread: List[Window] = []
+    blocks = list(block_windows(window, source.block, source.width, source.height))
+    if source.remote:  # the window was retried already; block by block would retry each again
+        unread = [whole for whole, _ in blocks]
+        blocks = []
+    for whole, part in blocks:
+        try:
+            part_valid = read_valid(ds, source, part)
+            part_pixels = read_pixels(ds, source, part)
+        except WindowReadError:
+            unread.append(whole)
+            continue
+        rows = slice(part.row_off - window.row_off, part.row_off - window.row_off + part.height)
+        cols = slice(part.col_off - window.col_off, part.col_off - window.col_off + part.width)
+        pixels[:, rows, cols] = part_pixels
+        valid[rows, cols] = True if part_valid is None else part_valid
+    if out_shape is not None and tuple(out_shape) != (window.height, window.width):
+        pixels = _resize_bilinear(pixels, out_shape)
+    return pixels, valid, unread
+
+
+def raise_for_damaged_block(ds, source: RasterSource, window: Window, error: WindowReadError) -> None:
+    """Re-raise ``error`` (a failed read of ``window``) naming the first block that cannot be
+    read, so the message points at the damage and not at a large window around it. Remote
+    scenes are not probed block by block (each block would be retried): ``error`` as is."""
+    if not source.remote:
+        for whole, _ in block_windows(window, source.block, source.width, source.height):
+            try:
+                read_valid(ds, source, whole)
+                read_pixels(ds, source, whole)
+            except WindowReadError as precise:
+                raise precise from error.__cause__
+    raise error
+
+
+def _resize_bilinear(pixels: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(pixels.astype(np.float32))[None]
+    y = F.interpolate(x, size=tuple(shape), mode="bilinear", align_corners=False, antialias=True)[0].numpy()
+    if np.dtype(pixels.dtype).kind != "f":
+        info = np.iinfo(pixels.dtype)
+        y = np.clip(np.rint(y), info.min, info.max)
+    return y.astype(pixels.dtype)
 
 
 def block_cache_budget(source: RasterSource, footprint_rows: int) -> int:

@@ -6,6 +6,9 @@ whole 256-row block rows before writing, so that no compressed block is ever wri
 
 * probability: float32 0..1, nodata -1 where the scene has no data;
 * mask: uint8, 1 = target, 0 = background, nodata 255 where the scene has no data.
+
+A write that fails (no space left, read-only file system, removed directory) raises
+:class:`OutputError` naming the file and the cause (see :func:`rrsis_geo.io_utils.write_failure`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 
 from .engine import StripSink
 from .errors import OutputError
+from .io_utils import write_failure
 
 BLOCK = 256
 PROB_NODATA = -1.0
@@ -77,10 +81,20 @@ class GeoTiffStripWriter(StripSink):
         try:
             ds = rasterio.open(self.path, "w", **profile)
         except Exception as exc:
-            raise OutputError(f"cannot create {self.path} ({exc}); check the directory's permissions") from exc
+            raise write_failure(self.path, exc) from exc
         for i, text in enumerate(self.descriptions, start=1):
             ds.set_band_description(i, text)
         return ds
+
+    def _write(self, data: np.ndarray, row0: int) -> None:
+        from rasterio.windows import Window
+
+        try:
+            self._ds.write(data, window=Window(0, row0, self.width, data.shape[1]))
+        except OutputError:
+            raise
+        except Exception as exc:  # GDAL: 'Write failed', the cause is in the file system
+            raise write_failure(self.path, exc) from exc
 
     def _encode(self, probs: np.ndarray, valid: np.ndarray) -> np.ndarray:
         if self.kind == "probability":
@@ -92,8 +106,6 @@ class GeoTiffStripWriter(StripSink):
         return out
 
     def write(self, row0: int, probs: np.ndarray, valid: np.ndarray) -> None:
-        from rasterio.windows import Window
-
         if self._ds is None:
             self._ds = self._open()
         data = self._encode(probs, valid)
@@ -107,24 +119,62 @@ class GeoTiffStripWriter(StripSink):
         aligned = end if end == self.height else (end // BLOCK) * BLOCK
         if aligned > self._row:
             n = aligned - self._row
-            self._ds.write(self._pending[:, :n], window=Window(0, self._row, self.width, n))
+            self._write(self._pending[:, :n], self._row)
             self._pending = self._pending[:, n:] if n < self._pending.shape[1] else None
             self._row = aligned
 
     def close(self) -> None:
-        from rasterio.windows import Window
-
         if self._ds is None:
             self._ds = self._open()
         if self._pending is not None and self._pending.shape[1]:
-            self._ds.write(self._pending, window=Window(0, self._row, self.width, self._pending.shape[1]))
+            self._write(self._pending, self._row)
             self._row += self._pending.shape[1]
         self._pending = None
-        self._ds.close()
-        self._ds = None
+        ds, self._ds = self._ds, None
+        try:  # GDAL flushes the last blocks and the directory here
+            ds.close()
+            # ...and reports a failure there only to its log (rasterio 1.4 does not raise it)
+            check_complete(self.path, len(self.descriptions))
+        except Exception as exc:
+            raise write_failure(self.path, exc) from exc
 
     def abort(self) -> None:
-        if self._ds is not None:
-            self._ds.close()
-            self._ds = None
+        ds, self._ds = self._ds, None
         self._pending = None
+        if ds is not None:
+            try:
+                ds.close()
+            except Exception:  # the file is deleted anyway; the first error is the one reported
+                pass
+
+
+class IncompleteFile(OSError):
+    """A GeoTIFF whose directory or blocks did not all reach the disk."""
+
+
+def check_complete(path: Path, bands: int) -> None:
+    """Raise :class:`IncompleteFile` unless the tiled GeoTIFF at ``path`` opens and every block
+    of every band lies inside the file (GDAL's ``TIFF`` metadata gives their byte ranges)."""
+    import rasterio
+
+    size = Path(path).stat().st_size
+    try:
+        with rasterio.open(path) as ds:
+            rows, cols = -(-ds.height // BLOCK), -(-ds.width // BLOCK)
+            for band in range(1, bands + 1):
+                for r in range(rows):
+                    for c in range(cols):
+                        offset = ds.get_tag_item(f"BLOCK_OFFSET_{c}_{r}", "TIFF", bidx=band)
+                        length = ds.get_tag_item(f"BLOCK_SIZE_{c}_{r}", "TIFF", bidx=band)
+                        if not offset or not length or int(offset) + int(length) > size:
+                            raise IncompleteFile(f"block {c},{r} of band {band} was not written")
+    except rasterio.errors.RasterioIOError as exc:
+        raise IncompleteFile(f"the file cannot be read back ({exc})") from exc
+
+
+def geotiff_bytes(width: int, height: int, bands: int, kind: str = "probability") -> int:
+    """A conservative size of a probability or mask GeoTIFF: its uncompressed pixels plus 1 %
+    and 1 MiB for the directory (DEFLATE never grows incompressible data by more)."""
+    itemsize = 4 if kind == "probability" else 1
+    raw = int(width) * int(height) * int(bands) * itemsize
+    return raw + raw // 100 + (1 << 20)

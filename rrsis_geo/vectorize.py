@@ -24,7 +24,6 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .engine import StripSink
-from .errors import OutputError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -416,10 +415,19 @@ def layer_names(expressions: Sequence[str], max_length: int = 48) -> List[str]:
     return names
 
 
-def write_geopackage(layers: Dict[str, "object"], path: PathLike, *, descriptions: Optional[Dict[str, str]] = None) -> None:
+def write_geopackage(
+    layers: Dict[str, "object"],
+    path: PathLike,
+    *,
+    descriptions: Optional[Dict[str, str]] = None,
+    metadata: Optional[Dict[str, str]] = None,
+) -> None:
     """Write GeoDataFrames as layers of a new GeoPackage at ``path`` (a temporary path: the
-    caller renames it into place). Layer metadata: IDENTIFIER = the layer's expression."""
+    caller renames it into place). Layer metadata: IDENTIFIER = the layer's expression;
+    ``metadata``: dataset metadata items (``ogrinfo`` lists them, QGIS shows them)."""
     import pyogrio
+
+    from .io_utils import write_failure
 
     descriptions = descriptions or {}
     try:
@@ -431,7 +439,7 @@ def write_geopackage(layers: Dict[str, "object"], path: PathLike, *, description
                 options = {"IDENTIFIER": descriptions[name], "DESCRIPTION": f"rrsis: {descriptions[name]}"}
             pyogrio.write_dataframe(
                 frame, str(path), layer=name, driver="GPKG", geometry_type="Polygon", layer_options=options,
-                dataset_options=dataset_options,
+                dataset_options=dataset_options, dataset_metadata=metadata if index == 0 and metadata else None,
             )
-    except Exception as exc:  # disk full, permissions changed meanwhile, ...
-        raise OutputError(f"cannot write the GeoPackage ({exc}); check free space and permissions") from exc
+    except Exception as exc:  # disk full, permissions changed meanwhile, directory removed, ...
+        raise write_failure(path, exc, what="the GeoPackage") from exc
