@@ -10,21 +10,28 @@ scenes, with a ``scene`` column; scenes in another CRS than the first are reproj
 first scene's CRS. ``prob_out``/``mask_out`` then need a ``{scene}`` placeholder (replaced by
 the scene's file stem), one GeoTIFF per scene. Several expressions give one band each in those
 GeoTIFFs (the expression is the band description) and one GeoPackage layer each.
+
+Each expression runs at its own scale (:mod:`.scaleplan`): the way from arguments to GeoPackage
+is check (options, outputs, scenes, model) -> plan (per expression a scale, per scene one pass
+per scale; coarse scenes refused) -> run (per scene, per pass) -> write.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from .engine import EngineOptions, plan_tiles, run_scene
-from .errors import Cancelled, InputError, RasterError
-from .io_utils import OutputTransaction
+from .engine import EngineOptions, run_scene
+from .errors import Cancelled, InputError, RasterError, VocabularyError
+from .io_utils import OutputTransaction, temp_path_beside
 from .raster import BBox, RasterSource, open_raster
 from .rasterout import GeoTiffStripWriter
-from .segmenter import Segmenter, load_model
+from .scaleplan import ExpressionPlan, ScalePass, ScenePlan, plan_expressions, plan_scene
+from .segmenter import EncodedText, Segmenter, load_model
 from .vectorize import AreaMeter, PolygonAssembler, PolygonSink, VectorOptions, layer_names, write_geopackage
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -105,40 +112,305 @@ def _default_readers(segmenter: Segmenter) -> int:
     return max(1, min(4, (os.cpu_count() or 2) // 4))
 
 
+# ------------------------------------------------------------------------------------------
+# options
+@dataclass
+class PredictOptions:
+    """Every setting of :func:`predict`, checked by :meth:`validate` before anything is opened."""
+
+    checkpoint: Optional[PathLike] = None
+    device: str = "auto"
+    output: Optional[PathLike] = None
+    overwrite: bool = False
+    tile_size: Optional[int] = None
+    overlap: float = 0.25
+    batch_size: Optional[int] = None
+    threshold: Optional[float] = None
+    bands: Optional[Sequence[int]] = None
+    bbox: Optional[BBox] = None
+    allow_no_crs: bool = False
+    prob_out: Optional[PathLike] = None
+    mask_out: Optional[PathLike] = None
+    simplify: float = 0.0
+    min_area: float = 0.0
+    fill_holes: float = 0.0
+    resample: Optional[bool] = None
+    readers: Optional[int] = None
+    compile: bool = False
+    force_gsd: bool = False  # run expressions on scenes coarser than their category allows
+    strict_vocabulary: bool = False  # refuse expressions far from anything the model learned
+
+    def validate(self) -> "PredictOptions":
+        """Raise :class:`InputError` for the first value out of range; return self."""
+        _check_number("overlap", self.overlap, 0.0, 0.9, high_open=True)
+        _check_number("threshold", self.threshold, 0.0, 1.0, low_open=True, high_open=True)
+        _check_number("simplify", self.simplify, 0.0)
+        _check_number("min_area", self.min_area, 0.0)
+        _check_number("fill_holes", self.fill_holes, 0.0)
+        if self.batch_size is not None and self.batch_size < 1:
+            raise InputError(f"batch size {self.batch_size} must be at least 1")
+        if self.tile_size is not None and self.tile_size < 16:
+            raise InputError(f"tile size {self.tile_size} is too small; use at least 16 px (the model's input size is best)")
+        return self
+
+
+@dataclass
+class PredictionPlan:
+    """What a run will do, known before any tile is read (``to_dict()`` for JSON)."""
+
+    expressions: List[ExpressionPlan]
+    scenes: List[ScenePlan]
+    tile_size: int
+    model: str
+
+    @property
+    def tiles(self) -> int:
+        return sum(s.tiles for s in self.scenes)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "model": self.model,
+            "tile_size": self.tile_size,
+            "expressions": [e.to_dict() for e in self.expressions],
+            "scenes": [s.to_dict() for s in self.scenes],
+        }
+
+
+@dataclass
+class _Run:
+    """The run's callbacks and running totals."""
+
+    progress: Optional[ProgressFn]
+    cancel: Any
+    total: int = 0
+    done: int = 0
+    stats: List[Dict[str, Any]] = field(default_factory=list)
+
+    def report(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress(self.done, self.total, message)
+
+    def check_cancel(self) -> None:
+        from .engine import _cancel_requested
+
+        if _cancel_requested(self.cancel):
+            raise Cancelled("cancelled by the user; nothing was written")
+
+
+@dataclass
+class _Targets:
+    """Temporary paths of the outputs (renamed into place by the transaction)."""
+
+    gpkg: Optional[Path]
+    prob: List[Optional[Path]]
+    mask: List[Optional[Path]]
+
+
+# ------------------------------------------------------------------------------------------
+# check
+def _reserve_outputs(outputs: OutputTransaction, scenes: Sequence[Path], options: PredictOptions) -> _Targets:
+    gpkg = outputs.add(options.output, what="output GeoPackage") if options.output is not None else None
+    prob_targets = _per_scene_paths(options.prob_out, scenes, "--prob-out")
+    mask_targets = _per_scene_paths(options.mask_out, scenes, "--mask-out")
+    return _Targets(
+        gpkg,
+        [outputs.add(p, what="probability GeoTIFF") if p else None for p in prob_targets],
+        [outputs.add(p, what="mask GeoTIFF") if p else None for p in mask_targets],
+    )
+
+
+def _open_scenes(scenes: Sequence[Path], options: PredictOptions) -> List[RasterSource]:
+    sources = [open_raster(s, bands=options.bands, bbox=options.bbox, allow_no_crs=options.allow_no_crs) for s in scenes]
+    crs_known = [src.crs is not None for src in sources]
+    if any(crs_known) and not all(crs_known):
+        raise InputError("the scenes mix georeferenced rasters and rasters without a CRS; predict them separately")
+    if not all(crs_known) and (options.min_area > 0 or options.fill_holes > 0):
+        raise InputError("--min-area and --fill-holes are in m2 and need a scene with a CRS")
+    return sources
+
+
+# ------------------------------------------------------------------------------------------
+# plan
+def plan_prediction(
+    sources: Sequence[RasterSource], texts: Sequence[str], segmenter: Segmenter, options: PredictOptions
+) -> PredictionPlan:
+    """Per expression its scale, per scene its passes; refuses coarse scenes (:class:`ScaleError`)
+    and, with ``strict_vocabulary``, unknown expressions (:class:`VocabularyError`)."""
+    expressions = plan_expressions(segmenter, texts)
+    if options.strict_vocabulary:
+        for e in expressions:
+            if not e.explanation.known:
+                raise VocabularyError(f"{e.explanation.message} (refused by --strict-vocabulary)")
+    tile = int(options.tile_size or segmenter.input_size)
+    scenes = [
+        plan_scene(src, expressions, tile, options.overlap, resample=options.resample, force_gsd=options.force_gsd)
+        for src in sources
+    ]
+    return PredictionPlan(expressions, scenes, tile, segmenter.name)
+
+
+# ------------------------------------------------------------------------------------------
+# run
+def _geotiff_sinks(
+    targets: Tuple[Optional[Path], Optional[Path]], texts: Sequence[str], threshold: float, geo: Dict[str, Any]
+) -> List[GeoTiffStripWriter]:
+    prob, mask = targets
+    sinks = []
+    if prob is not None:
+        sinks.append(GeoTiffStripWriter(prob, descriptions=texts, kind="probability", **geo))
+    if mask is not None:
+        sinks.append(GeoTiffStripWriter(mask, descriptions=texts, kind="mask", threshold=threshold, **geo))
+    return sinks
+
+
+def _merge_bands(parts: Sequence[Tuple[Path, Sequence[int]]], target: Path, descriptions: Sequence[str]) -> None:
+    """Interleave the bands of per-pass GeoTIFFs into ``target``, one block row at a time."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from .rasterout import BLOCK
+
+    with contextlib.ExitStack() as stack:
+        handles = [(stack.enter_context(rasterio.open(path)), bands) for path, bands in parts]
+        profile = handles[0][0].profile
+        profile.update(count=len(descriptions))
+        with rasterio.open(target, "w", **profile) as out:
+            for i, text in enumerate(descriptions, start=1):
+                out.set_band_description(i, text)
+            for row in range(0, out.height, BLOCK):
+                window = Window(0, row, out.width, min(BLOCK, out.height - row))
+                for ds, bands in handles:
+                    out.write(ds.read(window=window), indexes=[b + 1 for b in bands], window=window)
+
+
+def _run_pass(
+    run: _Run, src: RasterSource, segmenter: Segmenter, encoded: Sequence[EncodedText], scale: ScalePass,
+    sinks: List[Any], engine: EngineOptions, prefix: str,
+) -> Dict[str, Any]:
+    if scale.tiles.resample:
+        run.report(f"{prefix}resampling to {scale.gsd_m} m/px for {', '.join(scale.expressions)}")
+
+    def on_tiles(n: int) -> None:
+        run.done += n
+        run.report(f"{prefix}tile {run.done}/{run.total}")
+
+    stats = run_scene(
+        src, segmenter, [encoded[i] for i in scale.indexes], scale.tiles, sinks, options=engine, on_tiles=on_tiles,
+        cancel=run.cancel,
+    )
+    if stats.tiles_run == 0:
+        raise RasterError(f"every pixel of {src.path} is nodata; there is nothing to segment")
+    return {**stats.as_dict(), "gsd_m": scale.gsd_m, "expressions": list(scale.expressions)}
+
+
+def _run_one_scene(
+    run: _Run, src: RasterSource, plan: ScenePlan, texts: Sequence[str], encoded: Sequence[EncodedText],
+    segmenter: Segmenter, assemblers: Sequence[PolygonAssembler], outputs: Tuple[Optional[Path], Optional[Path]],
+    engine: EngineOptions, threshold: float, prefix: str,
+) -> Dict[str, Any]:
+    """Every pass of one scene; GeoTIFF bands of several passes are merged at the end."""
+    geo = dict(width=src.region.width, height=src.region.height, transform=src.region_transform, crs=src.crs)
+    several = len(plan.passes) > 1
+    parts: List[List[Tuple[Path, Sequence[int]]]] = [[], []]  # per output (prob, mask)
+    passes = []
+    try:
+        for scale in plan.passes:
+            names = [texts[i] for i in scale.indexes]
+            part_paths = tuple(temp_path_beside(o) if (o is not None and several) else o for o in outputs)
+            for j, path in enumerate(part_paths):
+                if path is not None and several:
+                    parts[j].append((path, scale.indexes))
+            sinks: List[Any] = [PolygonSink([assemblers[i] for i in scale.indexes])]
+            sinks += _geotiff_sinks(part_paths, names, threshold, geo)  # type: ignore[arg-type]
+            passes.append(_run_pass(run, src, segmenter, encoded, scale, sinks, engine, prefix))
+        for target, pieces in zip(outputs, parts):
+            if target is not None and several:
+                _merge_bands(pieces, target, texts)
+    finally:
+        for pieces in parts:
+            for path, _ in pieces:
+                for leftover in (path, Path(f"{path}.aux.xml")):
+                    leftover.unlink(missing_ok=True)
+    return {**passes[0], "passes": passes} if len(passes) == 1 else {"passes": passes}
+
+
+def _run_scenes(
+    run: _Run, sources: Sequence[RasterSource], plan: PredictionPlan, texts: Sequence[str], segmenter: Segmenter,
+    options: PredictOptions, targets: _Targets, labels: Sequence[str], threshold: float,
+) -> Dict[str, List[Any]]:
+    """Run every scene; return each expression's polygon frames (one per scene)."""
+    encoded = [segmenter.encode(t) for t in texts]
+    engine = EngineOptions(
+        batch_size=int(options.batch_size or _default_batch_size(segmenter)),
+        readers=int(options.readers or _default_readers(segmenter)),
+    )
+    vector_options = VectorOptions(
+        threshold=threshold, simplify=options.simplify, min_area=options.min_area, fill_holes=options.fill_holes
+    )
+    many = len(sources) > 1
+    per_expression: Dict[str, List[Any]] = {t: [] for t in texts}
+    for i, (src, scene_plan) in enumerate(zip(sources, plan.scenes)):
+        prefix = f"scene {i + 1}/{len(sources)} {src.path.name}: " if many else ""
+        meter = AreaMeter(src.crs)
+        extra = {"scene": labels[i]} if many else None
+        assemblers = [PolygonAssembler(t, src.region_transform, meter, vector_options, segmenter.name, extra) for t in texts]
+        run.stats.append(
+            _run_one_scene(
+                run, src, scene_plan, texts, encoded, segmenter, assemblers, (targets.prob[i], targets.mask[i]),
+                engine, threshold, prefix,
+            )
+        )
+        for text, assembler in zip(texts, assemblers):
+            per_expression[text].append(assembler.frame(src.crs, ["scene"] if many else ()))
+    return per_expression
+
+
+# ------------------------------------------------------------------------------------------
+# write
+def _layers(per_expression: Dict[str, List[Any]], target_crs: Any) -> Dict[str, Any]:
+    import geopandas as gpd
+    import pandas as pd
+
+    layers: Dict[str, Any] = {}
+    for text, frames in per_expression.items():
+        frames = [
+            f.to_crs(target_crs) if (f.crs is not None and target_crs is not None and f.crs != target_crs) else f
+            for f in frames
+        ]
+        frame = frames[0] if len(frames) == 1 else gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=target_crs)
+        layers[text] = frame.reset_index(drop=True)
+    return layers
+
+
+def _write_geopackage(layers: Dict[str, Any], path: Path) -> None:
+    texts = list(layers)
+    names = layer_names(texts)
+    write_geopackage({name: layers[t] for name, t in zip(names, texts)}, path, descriptions=dict(zip(names, texts)))
+
+
+# ------------------------------------------------------------------------------------------
 def predict(
     scene: Union[PathLike, Sequence[PathLike]],
     expressions: Union[str, Sequence[str]],
+    options: Optional[PredictOptions] = None,
     *,
     segmenter: Optional[Segmenter] = None,
-    checkpoint: Optional[PathLike] = None,
-    device: str = "auto",
-    output: Optional[PathLike] = None,
-    overwrite: bool = False,
-    tile_size: Optional[int] = None,
-    overlap: float = 0.25,
-    batch_size: Optional[int] = None,
-    threshold: Optional[float] = None,
-    bands: Optional[Sequence[int]] = None,
-    bbox: Optional[BBox] = None,
-    allow_no_crs: bool = False,
-    prob_out: Optional[PathLike] = None,
-    mask_out: Optional[PathLike] = None,
-    simplify: float = 0.0,
-    min_area: float = 0.0,
-    fill_holes: float = 0.0,
-    resample: Optional[bool] = None,
-    readers: Optional[int] = None,
-    compile: bool = False,
     progress: Optional[ProgressFn] = None,
     cancel: Any = None,
+    on_plan: Optional[Callable[[PredictionPlan], None]] = None,
+    **settings: Any,
 ):
     """Segment what ``expressions`` describe in ``scene``; return the polygons.
 
-    Returns a GeoDataFrame (columns ``expression, score, area_m2, model, geometry``, plus
-    ``scene`` for several scenes) in the scene's CRS. ``output`` writes it as a GeoPackage, one
-    layer per expression; ``prob_out``/``mask_out`` write GeoTIFFs, one band per expression.
-    ``resample``: None resamples automatically when the scene's GSD differs from the model's
-    training GSD by more than 25 %, True/False force it. ``progress(done, total, message)``
+    Settings come as a :class:`PredictOptions` or as its fields by keyword (``output=...``;
+    keywords override fields of ``options``). Returns a GeoDataFrame (columns ``expression,
+    score, area_m2, model, geometry``, plus ``scene`` for several scenes) in the scene's CRS.
+    ``output`` writes it as a GeoPackage, one layer per expression; ``prob_out``/``mask_out``
+    write GeoTIFFs, one band per expression, on the scene's grid. Each expression runs at the
+    scale of the category it names (:mod:`.scaleplan`); ``resample``: None resamples when the
+    scene's GSD differs from that scale by more than 25 %, True/False force it; a scene too
+    coarse raises :class:`~rrsis_geo.errors.ScaleError` unless ``force_gsd``. ``on_plan(plan)``
+    sees the :class:`PredictionPlan` before any tile is read. ``progress(done, total, message)``
     counts tiles; ``cancel`` (a callable returning True, or an object with ``is_set()`` /
     ``isCanceled()``) stops the run between batches with :class:`Cancelled`, leaving no output.
     Statistics of the run are in ``result.attrs["rrsis"]``.
@@ -146,116 +418,44 @@ def predict(
     import geopandas as gpd
     import pandas as pd
 
-    def report(done: int, total: int, message: str) -> None:
-        if progress is not None:
-            progress(done, total, message)
-
-    def check_cancel() -> None:
-        from .engine import _cancel_requested
-
-        if _cancel_requested(cancel):
-            raise Cancelled("cancelled by the user; nothing was written")
-
+    names = {f.name for f in fields(PredictOptions)}
+    unknown = sorted(set(settings) - names)
+    if unknown:
+        raise TypeError(f"predict() got unexpected keyword argument(s) {', '.join(unknown)}")
+    options = replace(options or PredictOptions(), **settings).validate()
+    run = _Run(progress, cancel)
     scenes = _scene_list(scene)
     texts = clean_expressions(expressions)
-    _check_number("overlap", overlap, 0.0, 0.9, high_open=True)
-    _check_number("threshold", threshold, 0.0, 1.0, low_open=True, high_open=True)
-    _check_number("simplify", simplify, 0.0)
-    _check_number("min_area", min_area, 0.0)
-    _check_number("fill_holes", fill_holes, 0.0)
-    if batch_size is not None and batch_size < 1:
-        raise InputError(f"batch size {batch_size} must be at least 1")
-    if tile_size is not None and tile_size < 16:
-        raise InputError(f"tile size {tile_size} is too small; use at least 16 px (the model's input size is best)")
 
-    with OutputTransaction(overwrite=overwrite) as outputs:
-        gpkg_tmp = outputs.add(output, what="output GeoPackage") if output is not None else None
-        prob_targets = _per_scene_paths(prob_out, scenes, "--prob-out")
-        mask_targets = _per_scene_paths(mask_out, scenes, "--mask-out")
-        prob_tmps = [outputs.add(p, what="probability GeoTIFF") if p else None for p in prob_targets]
-        mask_tmps = [outputs.add(p, what="mask GeoTIFF") if p else None for p in mask_targets]
-
-        report(0, 0, "opening scenes")
-        sources: List[RasterSource] = [
-            open_raster(s, bands=bands, bbox=bbox, allow_no_crs=allow_no_crs) for s in scenes
-        ]
-        crs_known = [src.crs is not None for src in sources]
-        if any(crs_known) and not all(crs_known):
-            raise InputError("the scenes mix georeferenced rasters and rasters without a CRS; predict them separately")
-        if not all(crs_known) and (min_area > 0 or fill_holes > 0):
-            raise InputError("--min-area and --fill-holes are in m2 and need a scene with a CRS")
-        check_cancel()
-
+    with OutputTransaction(overwrite=options.overwrite) as outputs:
+        targets = _reserve_outputs(outputs, scenes, options)
+        run.report("opening scenes")
+        sources = _open_scenes(scenes, options)
+        run.check_cancel()
         if segmenter is None:
-            report(0, 0, "loading the model")
-            segmenter = load_model(checkpoint, device, compile=compile)
-        report(0, 0, "encoding expressions")
-        encoded = [segmenter.encode(t) for t in texts]
-        thr = segmenter.threshold if threshold is None else float(threshold)
-        tile = int(tile_size or segmenter.input_size)
-        options = EngineOptions(
-            batch_size=int(batch_size or _default_batch_size(segmenter)),
-            readers=int(readers or _default_readers(segmenter)),
-        )
-        plans = [plan_tiles(src, tile, overlap, model_gsd=segmenter.gsd_m, resample=resample) for src in sources]
-        total = sum(len(p.grid) for p in plans)
-        vector_options = VectorOptions(threshold=thr, simplify=simplify, min_area=min_area, fill_holes=fill_holes)
-        labels = _scene_labels(scenes)
-        many = len(scenes) > 1
-
-        done = 0
-        per_expression: Dict[str, List[Any]] = {t: [] for t in texts}
-        run_stats = []
-        for i, (src, plan) in enumerate(zip(sources, plans)):
-            prefix = f"scene {i + 1}/{len(scenes)} {src.path.name}: " if many else ""
-            meter = AreaMeter(src.crs)
-            assemblers = [
-                PolygonAssembler(
-                    t, src.region_transform, meter, vector_options, segmenter.name, {"scene": labels[i]} if many else None
-                )
-                for t in texts
-            ]
-            sinks: List[Any] = [PolygonSink(assemblers)]
-            geo = dict(width=src.region.width, height=src.region.height, transform=src.region_transform, crs=src.crs)
-            if prob_tmps[i] is not None:
-                sinks.append(GeoTiffStripWriter(prob_tmps[i], descriptions=texts, kind="probability", **geo))
-            if mask_tmps[i] is not None:
-                sinks.append(GeoTiffStripWriter(mask_tmps[i], descriptions=texts, kind="mask", threshold=thr, **geo))
-            if plan.resample:
-                report(done, total, f"{prefix}resampling to the model's {segmenter.gsd_m} m/px")
-
-            def on_tiles(n: int, _prefix: str = prefix) -> None:
-                nonlocal done
-                done += n
-                report(done, total, f"{_prefix}tile {done}/{total}")
-
-            stats = run_scene(src, segmenter, encoded, plan, sinks, options=options, on_tiles=on_tiles, cancel=cancel)
-            if stats.tiles_run == 0:
-                raise RasterError(f"every pixel of {src.path} is nodata; there is nothing to segment")
-            run_stats.append(stats.as_dict())
-            for text, assembler in zip(texts, assemblers):
-                frame = assembler.frame(src.crs, ["scene"] if many else ())
-                per_expression[text].append(frame)
-        check_cancel()
-
+            run.report("loading the model")
+            segmenter = load_model(options.checkpoint, options.device, compile=options.compile)
+        plan = plan_prediction(sources, texts, segmenter, options)
+        if on_plan is not None:
+            on_plan(plan)
+        run.total = plan.tiles
+        run.report("encoding expressions")
+        thr = segmenter.threshold if options.threshold is None else float(options.threshold)
+        per_expression = _run_scenes(run, sources, plan, texts, segmenter, options, targets, _scene_labels(scenes), thr)
+        run.check_cancel()
         target_crs = sources[0].crs
-        layers: Dict[str, Any] = {}
-        for text in texts:
-            frames = [f.to_crs(target_crs) if (f.crs is not None and target_crs is not None and f.crs != target_crs) else f for f in per_expression[text]]
-            frame = frames[0] if len(frames) == 1 else gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=target_crs)
-            layers[text] = frame.reset_index(drop=True)
-
-        if gpkg_tmp is not None:
-            report(done, total, "writing the GeoPackage")
-            names = layer_names(texts)
-            write_geopackage(
-                {name: layers[t] for name, t in zip(names, texts)}, gpkg_tmp, descriptions=dict(zip(names, texts))
-            )
-        check_cancel()
+        layers = _layers(per_expression, target_crs)
+        if targets.gpkg is not None:
+            run.report("writing the GeoPackage")
+            _write_geopackage(layers, targets.gpkg)
+        run.check_cancel()
         outputs.commit()
 
     frames = list(layers.values())
     result = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=target_crs) if len(frames) > 1 else frames[0]
-    result.attrs["rrsis"] = {"scenes": run_stats, "threshold": thr, "tile_size": tile, "model": segmenter.name}
-    report(total, total, "done")
+    result.attrs["rrsis"] = {
+        "scenes": run.stats, "threshold": thr, "tile_size": plan.tile_size, "model": segmenter.name, "plan": plan.to_dict()
+    }
+    run.done = run.total
+    run.report("done")
     return result
