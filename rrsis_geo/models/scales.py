@@ -149,3 +149,26 @@ def model_knowledge(config: Mapping[str, Any]) -> ModelKnowledge:
     listed = {p for ps in phrasings.values() for p in ps}
     extra = tuple(v for v in vocabulary if v not in listed)
     return ModelKnowledge(default_gsd, scales, phrasings, extra)
+
+
+def describe_knowledge(knowledge: ModelKnowledge) -> List[str]:
+    """What a model knows, as lines for ``rrsis-geo models`` and ``info``."""
+
+    def scale_text(category: str) -> str:
+        s = knowledge.scale_of(category)
+        if s is None:
+            return "scene GSD"
+        learned = "" if s.min_m == s.max_m else f", learned {s.min_m:g}-{s.max_m:g}"
+        return f"{s.gsd_m:g} m/px{learned}"
+
+    lines = []
+    if knowledge.categories:
+        lines.append("categories: " + "; ".join(f"{c} ({scale_text(c)})" for c in knowledge.categories))
+        phrased = [f"{c}: {', '.join(p)}" for c, p in knowledge.phrasings.items() if p != (c,)]
+        if phrased:
+            lines.append("phrasings:  " + "; ".join(phrased))
+    elif knowledge.default_gsd_m is not None:
+        lines.append(f"categories: none listed; every expression at {knowledge.default_gsd_m:g} m/px")
+    if knowledge.extra_phrasings:
+        lines.append("other words: " + ", ".join(knowledge.extra_phrasings))
+    return lines
