@@ -30,7 +30,7 @@ from .errors import Cancelled, InputError, RasterError, VocabularyError
 from .io_utils import OutputTransaction, temp_path_beside
 from .raster import BBox, RasterSource, open_raster
 from .rasterout import GeoTiffStripWriter
-from .scaleplan import ExpressionPlan, ScalePass, ScenePlan, plan_expressions, plan_scene
+from .scaleplan import ExpressionPlan, ScalePass, ScenePlan, check_coarse_early, plan_expressions, plan_scene
 from .segmenter import EncodedText, Segmenter, load_model
 from .vectorize import AreaMeter, PolygonAssembler, PolygonSink, VectorOptions, layer_names, write_geopackage
 
@@ -231,6 +231,14 @@ def _open_scenes(scenes: Sequence[Path], options: PredictOptions) -> List[Raster
 
 # ------------------------------------------------------------------------------------------
 # plan
+def _checkpoint_knowledge(checkpoint: Optional[PathLike]):
+    from .catalog import resolve_checkpoint
+    from .models.checkpoint import read_config
+    from .models.scales import model_knowledge
+
+    return model_knowledge(read_config(resolve_checkpoint(checkpoint)))
+
+
 def plan_prediction(
     sources: Sequence[RasterSource], texts: Sequence[str], segmenter: Segmenter, options: PredictOptions
 ) -> PredictionPlan:
@@ -433,6 +441,8 @@ def predict(
         sources = _open_scenes(scenes, options)
         run.check_cancel()
         if segmenter is None:
+            if not options.force_gsd:  # a 300 m scene is refused in a blink, not after the model loads
+                check_coarse_early(sources, texts, _checkpoint_knowledge(options.checkpoint))
             run.report("loading the model")
             segmenter = load_model(options.checkpoint, options.device, compile=options.compile)
         plan = plan_prediction(sources, texts, segmenter, options)

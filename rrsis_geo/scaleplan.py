@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from .engine import TilePlan, plan_tiles
 from .errors import ScaleError
-from .models.scales import CategoryScale
+from .models.scales import CategoryScale, ModelKnowledge
 from .raster import RasterSource
-from .understanding import Explanation, explain_with
+from .understanding import Explanation, explain_with, word_matches
 
 if TYPE_CHECKING:  # pragma: no cover
     from .segmenter import Segmenter
@@ -119,10 +119,34 @@ def check_coarse(source: RasterSource, expressions: Sequence[ExpressionPlan]) ->
         if limit is not None and have > limit:
             s = plan.scale
             learned = f"{s.gsd_m:g}" if s.min_m == s.max_m else f"{s.min_m:g}-{s.max_m:g}"
+            named = f" ({s.category})" if s.category in plan.explanation.categories and s.category != plan.expression else ""
             raise ScaleError(
-                f"'{plan.expression}' needs a scene of {limit:g} m/px or finer (learned at {learned} m/px) but "
+                f"'{plan.expression}'{named} needs a scene of {limit:g} m/px or finer (learned at {learned} m/px) but "
                 f"{source.path.name} has {have:.3g} m/px; use finer imagery, or --force-gsd to run it anyway"
             )
+
+
+def check_coarse_early(sources: Sequence[RasterSource], texts: Sequence[str], knowledge: ModelKnowledge) -> None:
+    """Before the model is loaded: refuse scenes too coarse for *every* category of the checkpoint.
+
+    Only the words of each expression are read here (no text encoder yet): an expression whose
+    words name a category is refused with that category's limit, any other with the loosest one.
+    """
+    scales = list(knowledge.scales.values()) + [s for s in [knowledge.scale_of(None)] if s is not None]
+    if not scales:
+        return
+    loosest = max(scales, key=lambda s: s.max_m)
+    for source in sources:
+        have = scene_gsd(source)
+        if have is None or have <= COARSE_FACTOR * loosest.max_m:
+            continue
+        plans = []
+        for text in texts:
+            categories = tuple(dict.fromkeys(c for _, c in word_matches(knowledge, text) if c is not None))
+            named = [s for s in (knowledge.scale_of(c) for c in categories) if s is not None]
+            scale = min(named, key=lambda s: s.gsd_m) if named else loosest
+            plans.append(ExpressionPlan(text, Explanation(text, categories, (), (), bool(categories), 0.0), scale))
+        check_coarse(source, plans)
 
 
 def plan_scene(

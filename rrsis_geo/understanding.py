@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .models.scales import ModelKnowledge
     from .segmenter import Segmenter
 
 #: below this cosine similarity an expression is "far from anything this model learned"
@@ -54,7 +55,8 @@ class Explanation:
         )
         if self.known:
             named = ", ".join(self.categories) or ", ".join(self.matched)
-            return f"'{self.expression}' understood as {named}" + (f" (nearest: {near})" if near else "")
+            said = "nearest" if any(n.similarity is not None for n in self.nearest) else "from"
+            return f"'{self.expression}' understood as {named}" + (f" ({said}: {near})" if near else "")
         if near:
             return f"'{self.expression}' is far from anything this model learned; nearest: {near}"
         return f"'{self.expression}' names nothing this model lists in its vocabulary"
@@ -86,9 +88,21 @@ def words(text: str) -> List[str]:
     return [_singular(w) for w in re.findall(r"[a-z0-9]+", text.lower())]
 
 
-def _occurs(part: Sequence[str], whole: Sequence[str]) -> bool:
+def _find(part: Sequence[str], whole: Sequence[str]) -> int:
+    """Index of the word sequence ``part`` in ``whole``, -1 if absent."""
     n = len(part)
-    return n > 0 and any(list(whole[i : i + n]) == list(part) for i in range(len(whole) - n + 1))
+    return next((i for i in range(len(whole) - n + 1) if n and list(whole[i : i + n]) == list(part)), -1)
+
+
+def _occurs(part: Sequence[str], whole: Sequence[str]) -> bool:
+    return _find(part, whole) >= 0
+
+
+def word_matches(knowledge: "ModelKnowledge", text: str) -> List[Tuple[str, Optional[str]]]:
+    """Known phrasings (with their category) that occur word for word in ``text``, in its order."""
+    found = words(text)
+    hits = sorted((_find(words(p), found), p, c) for p, c in knowledge.known_phrasings() if _occurs(words(p), found))
+    return [(p, c) for _, p, c in hits]
 
 
 def explain_with(
@@ -100,8 +114,7 @@ def explain_with(
     text = clean_expression(expression)
     knowledge = segmenter.knowledge
     known = knowledge.known_phrasings()
-    found = words(text)
-    hits = [(p, c) for p, c in known if _occurs(words(p), found)]
+    hits = word_matches(knowledge, text)
     # every category named counts for the scale, even as the object of a relation ("along the road")
     categories = list(dict.fromkeys(c for _, c in hits if c is not None))
     # for display, a phrasing inside a longer match ("road" in "along the road") adds nothing
