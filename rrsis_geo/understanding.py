@@ -124,8 +124,9 @@ def explain_with(
     embeddings = segmenter.sentence_embeddings([text] + [p for p, _ in known]) if known else None
     if embeddings is not None:
         sims = (embeddings[1:] @ embeddings[0]).tolist()
-        ranked = sorted(zip(known, sims), key=lambda item: -item[1])
-        nearest = [Nearest(p, c, round(float(s), 4)) for (p, c), s in ranked[:top]]
+        # decided on the two decimals the user sees, so that "0.50" never warns at a 0.5 threshold
+        ranked = sorted(zip(known, (round(float(x), 2) for x in sims)), key=lambda item: -item[1])
+        nearest = [Nearest(p, c, s) for (p, c), s in ranked[:top]]
         best_category = next(((c, s) for (_, c), s in ranked if c is not None), None)
         if not categories and best_category is not None and best_category[1] >= threshold:
             categories = [best_category[0]]
