@@ -162,7 +162,7 @@ def plan_scene(
     if not force_gsd:
         check_coarse(source, expressions)
     passes: Dict[Tuple[Any, ...], List[int]] = {}
-    tiles: Dict[Tuple[Any, ...], Tuple[Optional[float], TilePlan]] = {}
+    tiles: Dict[Tuple[Any, ...], TilePlan] = {}
     by_gsd: Dict[Optional[float], TilePlan] = {}
     for i, plan in enumerate(expressions):
         if plan.gsd_m not in by_gsd:
@@ -170,10 +170,11 @@ def plan_scene(
         tp = by_gsd[plan.gsd_m]
         key = (tp.footprint, tp.resample)
         passes.setdefault(key, []).append(i)
-        tiles.setdefault(key, (plan.gsd_m, tp))
-    out = [
-        ScalePass(tiles[k][0], tuple(ix), tuple(expressions[i].expression for i in ix), tiles[k][1])
-        for k, ix in passes.items()
-    ]
+        tiles.setdefault(key, tp)
+    out = []
+    for k, ix in passes.items():
+        scales = {expressions[i].gsd_m for i in ix}  # several only when none is resampled (--no-resample)
+        gsd = scales.pop() if len(scales) == 1 else None
+        out.append(ScalePass(gsd, tuple(ix), tuple(expressions[i].expression for i in ix), tiles[k]))
     out.sort(key=lambda p: p.tiles.footprint[0] * p.tiles.footprint[1])  # finest first
     return ScenePlan(source.path.name, scene_gsd(source), tuple(out))

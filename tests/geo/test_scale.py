@@ -246,3 +246,23 @@ def test_the_default_models_embedding_maps_paraphrases_to_categories(tmp_path):
         "'swimming pool' is far from anything this model learned; nearest: 'water' 0."
     )
     assert rrsis_geo.explain("trees", segmenter=seg).to_dict()["categories"] == ["vegetation"]
+
+
+def test_cancel_between_passes_leaves_nothing(tmp_path, scaled_segmenter):
+    path = scene_at(tmp_path, 0.1)[0]
+    before = snapshot(tmp_path)
+    messages = []
+
+    def progress(done, total, message):
+        messages.append(message)
+
+    def cancel():  # once the second pass (1 m) has started
+        return any("resampling to 1.0 m/px" in m for m in messages)
+
+    with pytest.raises(rrsis_geo.Cancelled):
+        rrsis_geo.predict(
+            path, ["car", "building"], segmenter=scaled_segmenter, output=tmp_path / "o.gpkg", prob_out=tmp_path / "p.tif",
+            progress=progress, cancel=cancel,
+        )
+    assert any(m.startswith("tile ") for m in messages)  # the first pass ran
+    assert snapshot(tmp_path) == before  # no output, no per-pass part
