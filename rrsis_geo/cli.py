@@ -141,11 +141,18 @@ def say_plan(plan) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .pipeline import predict
-
     expressions = read_expressions(args)
     if args.output is None and args.prob_out is None and args.mask_out is None:
         raise InputError("say where to write the result: -o OUT.gpkg (and/or --prob-out P.tif, --mask-out M.tif)")
+    if not args.force_gsd:  # answered before torch loads: seconds matter when the answer is "no"
+        from .scaleplan import refuse_coarse_scenes
+
+        refuse_coarse_scenes(
+            args.scenes, expressions, args.checkpoint, bands=parse_bands(args.bands), bbox=parse_bbox(args.bbox),
+            allow_no_crs=args.allow_no_crs,
+        )
+    from .pipeline import predict
+
     options = _options_from(args)
     bar = _ProgressBar(not args.quiet)
     try:
@@ -177,7 +184,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _knowledge_lines(checkpoint: Path) -> List[str]:
     from .models.checkpoint import read_config
-    from .models.scales import describe_knowledge, model_knowledge
+    from .knowledge import describe_knowledge, model_knowledge
 
     try:
         return describe_knowledge(model_knowledge(read_config(checkpoint)))

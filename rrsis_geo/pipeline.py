@@ -234,7 +234,7 @@ def _open_scenes(scenes: Sequence[Path], options: PredictOptions) -> List[Raster
 def _checkpoint_knowledge(checkpoint: Optional[PathLike]):
     from .catalog import resolve_checkpoint
     from .models.checkpoint import read_config
-    from .models.scales import model_knowledge
+    from .knowledge import model_knowledge
 
     return model_knowledge(read_config(resolve_checkpoint(checkpoint)))
 

@@ -8,6 +8,8 @@ expression's category was learned at is refused before any tile is read (``force
 anyway); finer scenes are downsampled as before (see :func:`rrsis_geo.engine.plan_tiles`).
 
 Everything here is plain data with ``to_dict()`` for JSON (the QGIS worker sends it as is).
+Importing this module does not import torch: :func:`refuse_coarse_scenes` answers a 300 m/px
+scene before torch has loaded.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
-from .engine import TilePlan, plan_tiles
 from .errors import ScaleError
-from .models.scales import CategoryScale, ModelKnowledge
+from .knowledge import CategoryScale, ModelKnowledge
 from .raster import RasterSource
 from .understanding import Explanation, explain_with, word_matches
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .engine import TilePlan
     from .segmenter import Segmenter
 
 #: a scene may be at most this many times coarser than the coarsest GSD a category was learned at
@@ -62,7 +64,7 @@ class ScalePass:
     gsd_m: Optional[float]
     indexes: Tuple[int, ...]  # positions in the run's expression list (GeoTIFF band - 1)
     expressions: Tuple[str, ...]
-    tiles: TilePlan
+    tiles: "TilePlan"
 
     def to_dict(self) -> Dict[str, Any]:
         rows, cols = self.tiles.grid.shape
@@ -159,11 +161,12 @@ def plan_scene(
     force_gsd: bool = False,
 ) -> ScenePlan:
     """Check the scene's GSD against every expression, then group the expressions into passes."""
+    from .engine import plan_tiles
     if not force_gsd:
         check_coarse(source, expressions)
     passes: Dict[Tuple[Any, ...], List[int]] = {}
-    tiles: Dict[Tuple[Any, ...], TilePlan] = {}
-    by_gsd: Dict[Optional[float], TilePlan] = {}
+    tiles: Dict[Tuple[Any, ...], "TilePlan"] = {}
+    by_gsd: Dict[Optional[float], "TilePlan"] = {}
     for i, plan in enumerate(expressions):
         if plan.gsd_m not in by_gsd:
             by_gsd[plan.gsd_m] = plan_tiles(source, tile_size, overlap, model_gsd=plan.gsd_m, resample=resample)
@@ -178,3 +181,27 @@ def plan_scene(
         out.append(ScalePass(gsd, tuple(ix), tuple(expressions[i].expression for i in ix), tiles[k]))
     out.sort(key=lambda p: p.tiles.footprint[0] * p.tiles.footprint[1])  # finest first
     return ScenePlan(source.path.name, scene_gsd(source), tuple(out))
+
+
+def refuse_coarse_scenes(
+    scenes: Sequence[Any], texts: Sequence[str], checkpoint: Optional[Any], *, bands=None, bbox=None,
+    allow_no_crs: bool = False,
+) -> None:
+    """Raise :class:`ScaleError` for a scene too coarse for every category of ``checkpoint``,
+    reading only the scenes' metadata and ``config.json`` (no torch). Any other problem is left
+    to :func:`rrsis_geo.predict`, which checks everything again and says what is wrong."""
+    import json
+    from pathlib import Path
+
+    from .catalog import resolve_checkpoint
+    from .errors import RRSISError
+    from .knowledge import model_knowledge
+    from .raster import open_raster
+
+    try:
+        config = json.loads((Path(resolve_checkpoint(checkpoint)) / "config.json").read_text(encoding="utf-8"))
+        knowledge = model_knowledge(config)
+        sources = [open_raster(s, bands=bands, bbox=bbox, allow_no_crs=allow_no_crs) for s in scenes]
+    except (RRSISError, OSError, ValueError, TypeError, AttributeError):
+        return
+    check_coarse_early(sources, [" ".join(t.split()) for t in texts], knowledge)

@@ -22,7 +22,7 @@ from torch import nn
 from .errors import CheckpointError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .models.scales import ModelKnowledge
+    from .knowledge import ModelKnowledge
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -137,9 +137,9 @@ class Segmenter:
 
     @property
     def knowledge(self) -> "ModelKnowledge":
-        """Categories, phrasings and per-category scales of the checkpoint (:mod:`.models.scales`)."""
+        """Categories, phrasings and per-category scales of the checkpoint (:mod:`.knowledge`)."""
         if self._knowledge is None:
-            from .models.scales import model_knowledge
+            from .knowledge import model_knowledge
 
             self._knowledge = model_knowledge(self.config)
         return self._knowledge

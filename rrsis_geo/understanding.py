@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .models.scales import ModelKnowledge
+    from .knowledge import ModelKnowledge
     from .segmenter import Segmenter
 
 #: below this cosine similarity an expression is "far from anything this model learned"

@@ -4,7 +4,7 @@
 
     checkpoint/
       config.json         architecture + encoder settings + input size, normalisation,
-                          training ground sample distance (per category: see .scales),
+                          training ground sample distance (per category: see rrsis_geo.knowledge),
                           default threshold, metrics
       model.safetensors   the tensors (float32, or float16 to save space)
       tokenizer.json ...  the tokenizer files (tokenizer.json, tokenizer_config.json, vocab.txt,
@@ -32,7 +32,7 @@ from ..errors import CheckpointError, OutputError
 from ..io_utils import publish_modes, replace_dir
 from .pretrained import resolve_pretrained, verify_sha256
 from .registry import build_model
-from .scales import model_knowledge
+from ..knowledge import model_knowledge
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

@@ -266,3 +266,18 @@ def test_cancel_between_passes_leaves_nothing(tmp_path, scaled_segmenter):
         )
     assert any(m.startswith("tile ") for m in messages)  # the first pass ran
     assert snapshot(tmp_path) == before  # no output, no per-pass part
+
+
+def test_a_fresh_command_refuses_a_300_m_scene_before_torch_loads(tmp_path):
+    import subprocess
+    import sys
+
+    path = write_geotiff(tmp_path / "landsat.tif", np.full((3, 600, 600), 90, np.uint8), res=300.0)
+    code = (
+        "import sys; from rrsis_geo.cli import main; "
+        f"c = main(['predict', {str(path)!r}, '-e', 'water', '-o', {str(tmp_path / 'o.gpkg')!r}, '--checkpoint', {str(DEFAULT)!r}]); "
+        "print(c, 'torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["2", "False"], (result.stdout, result.stderr)
+    assert "rrsis-geo: error: 'water' needs a scene of 3 m/px or finer" in result.stderr

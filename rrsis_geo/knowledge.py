@@ -1,4 +1,4 @@
-"""What a checkpoint says about the scale and the words it learned (``config.json`` keys).
+"""What a checkpoint knows: the scale and the words it learned (``config.json`` keys).
 
 ::
 
@@ -18,6 +18,9 @@ every expression at its single ``gsd_m`` (as every checkpoint did before); one w
 at all runs at the scene's own GSD. Without ``phrasings`` the categories are the ``vocabulary``
 entries that are known category words (:data:`~rrsis_geo.models.vocabulary.ALL_CATEGORIES`),
 each phrased by itself.
+
+Outside :mod:`rrsis_geo.models` and free of torch, so that a scene can be refused for its GSD
+before torch is imported.
 """
 
 from __future__ import annotations
@@ -26,8 +29,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..errors import CheckpointError
-from .vocabulary import ALL_CATEGORIES
+from .errors import CheckpointError
 
 _SCALE_KEYS = {"gsd_m", "min", "max"}
 
@@ -142,6 +144,8 @@ def model_knowledge(config: Mapping[str, Any]) -> ModelKnowledge:
     if config.get("phrasings") is not None:
         phrasings = _parse_phrasings(config["phrasings"])
     else:
+        from .models.vocabulary import ALL_CATEGORIES  # (imports torch: only for configs without phrasings)
+
         known = set(ALL_CATEGORIES) | set(scales)
         phrasings = {v: (v,) for v in vocabulary if v in known}
     for category in scales:
