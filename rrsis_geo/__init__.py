@@ -22,17 +22,18 @@ from .errors import Cancelled, RRSISError
 __version__ = "0.1.0"
 
 __all__ = [
-    "Cancelled", "PredictOptions", "RRSISError", "Segmenter", "explain", "load_model", "predict", "__version__"
+    "Cancelled", "PredictOptions", "RRSISError", "Segmenter", "explain", "load_model", "plan", "predict", "__version__"
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .pipeline import PredictOptions, predict
+    from .pipeline import PredictOptions, plan, predict
     from .understanding import explain
     from .segmenter import Segmenter, load_model
 
 _LAZY = {
     "predict": ("rrsis_geo.pipeline", "predict"),
     "PredictOptions": ("rrsis_geo.pipeline", "PredictOptions"),
+    "plan": ("rrsis_geo.pipeline", "plan"),
     "explain": ("rrsis_geo.understanding", "explain"),
     "load_model": ("rrsis_geo.segmenter", "load_model"),
     "Segmenter": ("rrsis_geo.segmenter", "Segmenter"),

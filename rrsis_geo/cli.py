@@ -314,7 +314,8 @@ def _plan_lines(source, args: argparse.Namespace, tile: int) -> List[str]:
         fh, fw = p.tiles.footprint
         how = f"footprint {fw} x {fh} px, resampled" if p.tiles.resample else "scene pixels as they are"
         lines.append(
-            f"{f'pass {k}:':14}{_scale_text(p.gsd_m)}: {len(p.tiles.grid)} tiles ({how}) for {', '.join(p.expressions)}"
+            f"{f'pass {k}:':14}{_scale_text(p.gsd_m)}: {len(p.tiles.grid)} tile{'s' if len(p.tiles.grid) != 1 else ''} "
+            f"({how}) for {', '.join(p.expressions)}"
         )
     return lines
 

@@ -281,7 +281,8 @@ def _merge_bands(parts: Sequence[Tuple[Path, Sequence[int]]], target: Path, desc
     with contextlib.ExitStack() as stack:
         handles = [(stack.enter_context(rasterio.open(path)), bands) for path, bands in parts]
         profile = handles[0][0].profile
-        profile.update(count=len(descriptions))
+        float_data = profile["dtype"] == "float32"
+        profile.update(count=len(descriptions), compress="deflate", predictor=3 if float_data else 2, bigtiff="IF_SAFER")
         with rasterio.open(target, "w", **profile) as out:
             for i, text in enumerate(descriptions, start=1):
                 out.set_band_description(i, text)
@@ -312,17 +313,17 @@ def _run_pass(
 
 
 def _run_one_scene(
-    run: _Run, src: RasterSource, plan: ScenePlan, texts: Sequence[str], encoded: Sequence[EncodedText],
+    run: _Run, src: RasterSource, scene_plan: ScenePlan, texts: Sequence[str], encoded: Sequence[EncodedText],
     segmenter: Segmenter, assemblers: Sequence[PolygonAssembler], outputs: Tuple[Optional[Path], Optional[Path]],
     engine: EngineOptions, threshold: float, prefix: str,
 ) -> Dict[str, Any]:
     """Every pass of one scene; GeoTIFF bands of several passes are merged at the end."""
     geo = dict(width=src.region.width, height=src.region.height, transform=src.region_transform, crs=src.crs)
-    several = len(plan.passes) > 1
+    several = len(scene_plan.passes) > 1
     parts: List[List[Tuple[Path, Sequence[int]]]] = [[], []]  # per output (prob, mask)
     passes = []
     try:
-        for scale in plan.passes:
+        for scale in scene_plan.passes:
             names = [texts[i] for i in scale.indexes]
             part_paths = tuple(temp_path_beside(o) if (o is not None and several) else o for o in outputs)
             for j, path in enumerate(part_paths):
@@ -343,7 +344,7 @@ def _run_one_scene(
 
 
 def _run_scenes(
-    run: _Run, sources: Sequence[RasterSource], plan: PredictionPlan, texts: Sequence[str], segmenter: Segmenter,
+    run: _Run, sources: Sequence[RasterSource], planned: PredictionPlan, texts: Sequence[str], segmenter: Segmenter,
     options: PredictOptions, targets: _Targets, labels: Sequence[str], threshold: float,
 ) -> Dict[str, List[Any]]:
     """Run every scene; return each expression's polygon frames (one per scene)."""
@@ -357,7 +358,7 @@ def _run_scenes(
     )
     many = len(sources) > 1
     per_expression: Dict[str, List[Any]] = {t: [] for t in texts}
-    for i, (src, scene_plan) in enumerate(zip(sources, plan.scenes)):
+    for i, (src, scene_plan) in enumerate(zip(sources, planned.scenes)):
         prefix = f"scene {i + 1}/{len(sources)} {src.path.name}: " if many else ""
         meter = AreaMeter(src.crs)
         extra = {"scene": labels[i]} if many else None
@@ -397,6 +398,24 @@ def _write_geopackage(layers: Dict[str, Any], path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------
+def plan(
+    scene: Union[PathLike, Sequence[PathLike]],
+    expressions: Union[str, Sequence[str]],
+    options: Optional[PredictOptions] = None,
+    *,
+    segmenter: Optional[Segmenter] = None,
+    **settings: Any,
+) -> PredictionPlan:
+    """What :func:`predict` would do with these arguments, reading no tile: per expression how the
+    model reads it and its scale, per scene the passes. Raises what ``predict`` would raise
+    before its first tile (a coarse scene: :class:`~rrsis_geo.errors.ScaleError`)."""
+    options = replace(options or PredictOptions(), **settings).validate()
+    sources = _open_scenes(_scene_list(scene), options)
+    if segmenter is None:
+        segmenter = load_model(options.checkpoint, options.device)
+    return plan_prediction(sources, clean_expressions(expressions), segmenter, options)
+
+
 def predict(
     scene: Union[PathLike, Sequence[PathLike]],
     expressions: Union[str, Sequence[str]],
@@ -445,13 +464,13 @@ def predict(
                 check_coarse_early(sources, texts, _checkpoint_knowledge(options.checkpoint))
             run.report("loading the model")
             segmenter = load_model(options.checkpoint, options.device, compile=options.compile)
-        plan = plan_prediction(sources, texts, segmenter, options)
+        planned = plan_prediction(sources, texts, segmenter, options)
         if on_plan is not None:
-            on_plan(plan)
-        run.total = plan.tiles
+            on_plan(planned)
+        run.total = planned.tiles
         run.report("encoding expressions")
         thr = segmenter.threshold if options.threshold is None else float(options.threshold)
-        per_expression = _run_scenes(run, sources, plan, texts, segmenter, options, targets, _scene_labels(scenes), thr)
+        per_expression = _run_scenes(run, sources, planned, texts, segmenter, options, targets, _scene_labels(scenes), thr)
         run.check_cancel()
         target_crs = sources[0].crs
         layers = _layers(per_expression, target_crs)
@@ -464,7 +483,8 @@ def predict(
     frames = list(layers.values())
     result = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=target_crs) if len(frames) > 1 else frames[0]
     result.attrs["rrsis"] = {
-        "scenes": run.stats, "threshold": thr, "tile_size": plan.tile_size, "model": segmenter.name, "plan": plan.to_dict()
+        "scenes": run.stats, "threshold": thr, "tile_size": planned.tile_size, "model": segmenter.name,
+        "plan": planned.to_dict(),
     }
     run.done = run.total
     run.report("done")

@@ -69,8 +69,7 @@ TEXTS = ["car", "building", "car next to the building", "red"]
 
 
 def plan_for(segmenter, path, **options):
-    source = open_raster(path)
-    return plan_prediction([source], TEXTS, segmenter, PredictOptions(**options).validate())
+    return rrsis_geo.plan(path, TEXTS, segmenter=segmenter, **options)
 
 
 def test_plan_per_expression_at_0_1_1_10_and_300_m(tmp_path, scaled_segmenter):
@@ -221,7 +220,7 @@ def test_info_shows_the_plan_per_expression(tmp_path, scaled_segmenter, capsys):
     assert "knows:        categories: building (1 m/px, learned 0.8-1.5); car (0.1 m/px, learned 0.06-0.13)" in out
     assert "expression:   'car' understood as car (from: 'car')\n              runs at 0.1 m/px; refused on scenes coarser than 0.26 m/px" in out
     assert "pass 1:       runs at 0.1 m/px: 16 tiles (scene pixels as they are) for car" in out
-    assert "pass 2:       runs at 1 m/px: 1 tiles (footprint 640 x 640 px, resampled) for house" in out
+    assert "pass 2:       runs at 1 m/px: 1 tile (footprint 640 x 640 px, resampled) for house" in out
     assert main(["info", str(scene_at(tmp_path, 10.0)[0]), "--checkpoint", ckpt, "-e", "car"]) == 0
     assert "plan:         refused: 'car' needs a scene of 0.26 m/px or finer" in capsys.readouterr().out
 
