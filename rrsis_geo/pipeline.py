@@ -22,7 +22,7 @@ import contextlib
 import math
 import os
 from pathlib import Path
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .engine import EngineOptions, run_scene
@@ -178,13 +178,17 @@ class PredictionPlan:
 
 @dataclass
 class _Run:
-    """The run's callbacks and running totals."""
+    """What every pass of a run shares: callbacks, model, settings, running totals."""
 
     progress: Optional[ProgressFn]
     cancel: Any
     total: int = 0
     done: int = 0
     stats: List[Dict[str, Any]] = field(default_factory=list)
+    segmenter: Any = None
+    encoded: Sequence[EncodedText] = ()
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    threshold: float = 0.5
 
     def report(self, message: str) -> None:
         if self.progress is not None:
@@ -292,10 +296,7 @@ def _merge_bands(parts: Sequence[Tuple[Path, Sequence[int]]], target: Path, desc
                     out.write(ds.read(window=window), indexes=[b + 1 for b in bands], window=window)
 
 
-def _run_pass(
-    run: _Run, src: RasterSource, segmenter: Segmenter, encoded: Sequence[EncodedText], scale: ScalePass,
-    sinks: List[Any], engine: EngineOptions, prefix: str,
-) -> Dict[str, Any]:
+def _run_pass(run: _Run, src: RasterSource, scale: ScalePass, sinks: List[Any], prefix: str) -> Dict[str, Any]:
     if scale.tiles.resample:
         run.report(f"{prefix}resampling to {scale.gsd_m} m/px for {', '.join(scale.expressions)}")
 
@@ -304,8 +305,8 @@ def _run_pass(
         run.report(f"{prefix}tile {run.done}/{run.total}")
 
     stats = run_scene(
-        src, segmenter, [encoded[i] for i in scale.indexes], scale.tiles, sinks, options=engine, on_tiles=on_tiles,
-        cancel=run.cancel,
+        src, run.segmenter, [run.encoded[i] for i in scale.indexes], scale.tiles, sinks, options=run.engine,
+        on_tiles=on_tiles, cancel=run.cancel,
     )
     if stats.tiles_run == 0:
         raise RasterError(f"every pixel of {src.path} is nodata; there is nothing to segment")
@@ -313,9 +314,8 @@ def _run_pass(
 
 
 def _run_one_scene(
-    run: _Run, src: RasterSource, scene_plan: ScenePlan, texts: Sequence[str], encoded: Sequence[EncodedText],
-    segmenter: Segmenter, assemblers: Sequence[PolygonAssembler], outputs: Tuple[Optional[Path], Optional[Path]],
-    engine: EngineOptions, threshold: float, prefix: str,
+    run: _Run, src: RasterSource, scene_plan: ScenePlan, texts: Sequence[str], assemblers: Sequence[PolygonAssembler],
+    outputs: Tuple[Optional[Path], Optional[Path]], prefix: str,
 ) -> Dict[str, Any]:
     """Every pass of one scene; GeoTIFF bands of several passes are merged at the end."""
     geo = dict(width=src.region.width, height=src.region.height, transform=src.region_transform, crs=src.crs)
@@ -330,8 +330,8 @@ def _run_one_scene(
                 if path is not None and several:
                     parts[j].append((path, scale.indexes))
             sinks: List[Any] = [PolygonSink([assemblers[i] for i in scale.indexes])]
-            sinks += _geotiff_sinks(part_paths, names, threshold, geo)  # type: ignore[arg-type]
-            passes.append(_run_pass(run, src, segmenter, encoded, scale, sinks, engine, prefix))
+            sinks += _geotiff_sinks(part_paths, names, run.threshold, geo)  # type: ignore[arg-type]
+            passes.append(_run_pass(run, src, scale, sinks, prefix))
         for target, pieces in zip(outputs, parts):
             if target is not None and several:
                 _merge_bands(pieces, target, texts)
@@ -344,17 +344,18 @@ def _run_one_scene(
 
 
 def _run_scenes(
-    run: _Run, sources: Sequence[RasterSource], planned: PredictionPlan, texts: Sequence[str], segmenter: Segmenter,
-    options: PredictOptions, targets: _Targets, labels: Sequence[str], threshold: float,
+    run: _Run, sources: Sequence[RasterSource], planned: PredictionPlan, texts: Sequence[str], options: PredictOptions,
+    targets: _Targets, labels: Sequence[str],
 ) -> Dict[str, List[Any]]:
     """Run every scene; return each expression's polygon frames (one per scene)."""
-    encoded = [segmenter.encode(t) for t in texts]
-    engine = EngineOptions(
+    segmenter = run.segmenter
+    run.encoded = [segmenter.encode(t) for t in texts]
+    run.engine = EngineOptions(
         batch_size=int(options.batch_size or _default_batch_size(segmenter)),
         readers=int(options.readers or _default_readers(segmenter)),
     )
     vector_options = VectorOptions(
-        threshold=threshold, simplify=options.simplify, min_area=options.min_area, fill_holes=options.fill_holes
+        threshold=run.threshold, simplify=options.simplify, min_area=options.min_area, fill_holes=options.fill_holes
     )
     many = len(sources) > 1
     per_expression: Dict[str, List[Any]] = {t: [] for t in texts}
@@ -364,10 +365,7 @@ def _run_scenes(
         extra = {"scene": labels[i]} if many else None
         assemblers = [PolygonAssembler(t, src.region_transform, meter, vector_options, segmenter.name, extra) for t in texts]
         run.stats.append(
-            _run_one_scene(
-                run, src, scene_plan, texts, encoded, segmenter, assemblers, (targets.prob[i], targets.mask[i]),
-                engine, threshold, prefix,
-            )
+            _run_one_scene(run, src, scene_plan, texts, assemblers, (targets.prob[i], targets.mask[i]), prefix)
         )
         for text, assembler in zip(texts, assemblers):
             per_expression[text].append(assembler.frame(src.crs, ["scene"] if many else ()))
@@ -411,9 +409,12 @@ def plan(
     before its first tile (a coarse scene: :class:`~rrsis_geo.errors.ScaleError`)."""
     options = replace(options or PredictOptions(), **settings).validate()
     sources = _open_scenes(_scene_list(scene), options)
+    texts = clean_expressions(expressions)
     if segmenter is None:
+        if not options.force_gsd:
+            check_coarse_early(sources, texts, _checkpoint_knowledge(options.checkpoint))
         segmenter = load_model(options.checkpoint, options.device)
-    return plan_prediction(sources, clean_expressions(expressions), segmenter, options)
+    return plan_prediction(sources, texts, segmenter, options)
 
 
 def predict(
@@ -445,10 +446,6 @@ def predict(
     import geopandas as gpd
     import pandas as pd
 
-    names = {f.name for f in fields(PredictOptions)}
-    unknown = sorted(set(settings) - names)
-    if unknown:
-        raise TypeError(f"predict() got unexpected keyword argument(s) {', '.join(unknown)}")
     options = replace(options or PredictOptions(), **settings).validate()
     run = _Run(progress, cancel)
     scenes = _scene_list(scene)
@@ -469,8 +466,9 @@ def predict(
             on_plan(planned)
         run.total = planned.tiles
         run.report("encoding expressions")
-        thr = segmenter.threshold if options.threshold is None else float(options.threshold)
-        per_expression = _run_scenes(run, sources, planned, texts, segmenter, options, targets, _scene_labels(scenes), thr)
+        run.segmenter = segmenter
+        run.threshold = segmenter.threshold if options.threshold is None else float(options.threshold)
+        per_expression = _run_scenes(run, sources, planned, texts, options, targets, _scene_labels(scenes))
         run.check_cancel()
         target_crs = sources[0].crs
         layers = _layers(per_expression, target_crs)
@@ -483,7 +481,7 @@ def predict(
     frames = list(layers.values())
     result = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=target_crs) if len(frames) > 1 else frames[0]
     result.attrs["rrsis"] = {
-        "scenes": run.stats, "threshold": thr, "tile_size": planned.tile_size, "model": segmenter.name,
+        "scenes": run.stats, "threshold": run.threshold, "tile_size": planned.tile_size, "model": segmenter.name,
         "plan": planned.to_dict(),
     }
     run.done = run.total
