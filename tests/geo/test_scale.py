@@ -280,3 +280,17 @@ def test_a_fresh_command_refuses_a_300_m_scene_before_torch_loads(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.split() == ["2", "False"], (result.stdout, result.stderr)
     assert "rrsis-geo: error: 'water' needs a scene of 3 m/px or finer" in result.stderr
+
+
+def test_forced_coarse_scene_upsamples_each_pass_back_onto_the_scene_grid(tmp_path, scaled_segmenter):
+    path, rows, cols = scene_at(tmp_path, 1.0, size=60)
+    prob = tmp_path / "p.tif"
+    gdf = rrsis_geo.predict(path, ["car", "building"], segmenter=scaled_segmenter, prob_out=prob, force_gsd=True)
+    passes = gdf.attrs["rrsis"]["scenes"][0]["passes"]
+    assert [(p["gsd_m"], p["footprint"], p["resampled"]) for p in passes] == [(0.1, (6, 6), True), (1.0, (64, 64), False)]
+    truth = map_box(1.0, rows, cols)
+    car, building = (gdf[gdf.expression == t].geometry.union_all() for t in ("car", "building"))
+    assert building.equals(truth)  # at the scene's own pixels
+    assert car.symmetric_difference(truth).area < 0.05 * truth.area  # through the 0.1 m model grid and back
+    with rasterio.open(path) as scene, rasterio.open(prob) as p:
+        assert p.transform == scene.transform and p.shape == scene.shape and p.descriptions == ("car", "building")
