@@ -97,38 +97,72 @@ class _ProgressBar:
 
 # ------------------------------------------------------------------------------------------
 # commands
-def cmd_predict(args: argparse.Namespace) -> int:
-    from .pipeline import predict
+def _options_from(args: argparse.Namespace):
+    from .pipeline import PredictOptions
 
+    return PredictOptions(
+        checkpoint=args.checkpoint,
+        device=args.device,
+        output=args.output,
+        overwrite=args.overwrite,
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        threshold=args.threshold,
+        bands=parse_bands(args.bands),
+        bbox=parse_bbox(args.bbox),
+        allow_no_crs=args.allow_no_crs,
+        prob_out=args.prob_out,
+        mask_out=args.mask_out,
+        simplify=args.simplify,
+        min_area=args.min_area,
+        fill_holes=args.fill_holes,
+        resample=args.resample,
+        readers=args.readers,
+        compile=args.compile,
+        force_gsd=args.force_gsd,
+        strict_vocabulary=args.strict_vocabulary,
+        on_read_error=args.on_read_error,
+    )
+
+
+def _scale_text(gsd_m: Optional[float]) -> str:
+    return f"runs at {gsd_m:g} m/px" if gsd_m else "runs at the scene's GSD"
+
+
+def say_plan(plan) -> None:
+    """Print how each expression is understood (stdout) or a warning (stderr), before the run."""
+    for e in plan.expressions:
+        line = f"{e.explanation.message}; {_scale_text(e.gsd_m)}"
+        if e.explanation.known:
+            print(line)
+        else:
+            print(f"{PROG}: warning: {line}", file=sys.stderr)
+    sys.stdout.flush()
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
     expressions = read_expressions(args)
     if args.output is None and args.prob_out is None and args.mask_out is None:
         raise InputError("say where to write the result: -o OUT.gpkg (and/or --prob-out P.tif, --mask-out M.tif)")
+    if not args.force_gsd:  # answered before torch loads: seconds matter when the answer is "no"
+        from .scaleplan import refuse_coarse_scenes
+
+        refuse_coarse_scenes(
+            args.scenes, expressions, args.checkpoint, bands=parse_bands(args.bands), bbox=parse_bbox(args.bbox),
+            allow_no_crs=args.allow_no_crs,
+        )
+    from .pipeline import predict
+
+    options = _options_from(args)
     bar = _ProgressBar(not args.quiet)
     try:
         result = predict(
             args.scenes if len(args.scenes) > 1 else args.scenes[0],
             expressions,
-            checkpoint=args.checkpoint,
-            device=args.device,
-            output=args.output,
-            overwrite=args.overwrite,
-            tile_size=args.tile_size,
-            overlap=args.overlap,
-            batch_size=args.batch_size,
-            threshold=args.threshold,
-            bands=parse_bands(args.bands),
-            bbox=parse_bbox(args.bbox),
-            allow_no_crs=args.allow_no_crs,
-            prob_out=args.prob_out,
-            mask_out=args.mask_out,
-            simplify=args.simplify,
-            min_area=args.min_area,
-            fill_holes=args.fill_holes,
-            resample=args.resample,
-            readers=args.readers,
-            compile=args.compile,
-            on_read_error=args.on_read_error,
+            options,
             progress=bar,
+            on_plan=None if args.quiet else say_plan,
         )
     finally:
         bar.close()
@@ -147,6 +181,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         elif path is not None:
             print(f"wrote {path} (one file per scene)")
     return 0
+
+
+def _knowledge_lines(checkpoint: Path) -> List[str]:
+    from .models.checkpoint import read_config
+    from .knowledge import describe_knowledge, model_knowledge
+
+    try:
+        return describe_knowledge(model_knowledge(read_config(checkpoint)))
+    except RRSISError:
+        return []  # the description line already says why the checkpoint is unusable
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -169,6 +213,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         for e in installed:
             mark = " (default)" if e.default else ""
             print(f"  {e.name}{mark}  {e.location}\n      {e.description}")
+            for line in _knowledge_lines(Path(e.location)):
+                print(f"      {line}")
     else:
         print("installed: none (pass --checkpoint DIR, set RRSIS_CHECKPOINT, or download one below)")
     if available:
@@ -241,8 +287,38 @@ def cmd_info(args: argparse.Namespace) -> int:
         out.append(f"resampling:   to the model's {gsd_m} m/px (tile footprint {plan.footprint[1]} x {plan.footprint[0]} px)")
     if checkpoint is not None:
         out.append(f"model:        {config.get('name', checkpoint.name)} ({checkpoint})")
+        out += [f"{'knows:' if k == 0 else '':14}{line}" for k, line in enumerate(_knowledge_lines(checkpoint))]
+    if args.expression:
+        out += _plan_lines(source, args, tile)
     print("\n".join(out))
     return 0
+
+
+def _plan_lines(source, args: argparse.Namespace, tile: int) -> List[str]:
+    """``info -e``: how each expression is read, its scale, and the passes over the scene."""
+    from .errors import ScaleError
+    from .pipeline import clean_expressions
+    from .scaleplan import plan_expressions, plan_scene
+    from .segmenter import load_model
+
+    expressions = plan_expressions(load_model(args.checkpoint, "cpu"), clean_expressions(args.expression))
+    lines = []
+    for e in expressions:
+        limit = f"; refused on scenes coarser than {e.coarsest_scene_m:g} m/px" if e.coarsest_scene_m else ""
+        lines.append(f"expression:   {e.explanation.message}")
+        lines.append(f"{'':14}{_scale_text(e.gsd_m)}{limit}")
+    try:
+        plan = plan_scene(source, expressions, tile, args.overlap, force_gsd=args.force_gsd)
+    except ScaleError as exc:
+        return lines + [f"plan:         refused: {exc}"]
+    for k, p in enumerate(plan.passes, start=1):
+        fh, fw = p.tiles.footprint
+        how = f"footprint {fw} x {fh} px, resampled" if p.tiles.resample else "scene pixels as they are"
+        lines.append(
+            f"{f'pass {k}:':14}{_scale_text(p.gsd_m)}: {len(p.tiles.grid)} tile{'s' if len(p.tiles.grid) != 1 else ''} "
+            f"({how}) for {', '.join(p.expressions)}"
+        )
+    return lines
 
 
 # ------------------------------------------------------------------------------------------
@@ -282,8 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the model (long runs on a GPU)")
     p.add_argument("--on-read-error", choices=("fail", "skip"), default="fail",
                    help="pixels that cannot be read: fail (default) or skip (nodata, listed in a warning and the GeoPackage)")
+    p.add_argument("--force-gsd", action="store_true",
+                   help="run expressions even on scenes far coarser than the GSD their category was learned at")
+    p.add_argument("--strict-vocabulary", action="store_true",
+                   help="refuse (exit 2) expressions far from anything the model learned, instead of warning")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no 'understood as' lines")
     p.set_defaults(func=cmd_predict)
 
     m = sub.add_parser("models", help="list installed and downloadable checkpoints; download one")
@@ -299,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--tile-size", type=int)
     i.add_argument("--overlap", type=float, default=0.25)
     i.add_argument("--checkpoint", metavar="DIR")
+    i.add_argument("-e", "--expression", action="append", metavar="EXPR",
+                   help="show how this expression is read and the scale it runs at (repeat for several)")
+    i.add_argument("--force-gsd", action="store_true", help="plan as predict --force-gsd would")
     i.set_defaults(func=cmd_info)
     return parser
 

@@ -31,6 +31,14 @@ class ExpressionError(InputError):
     """An empty or otherwise unusable referring expression."""
 
 
+class ScaleError(InputError):
+    """A scene too coarse for what an expression asks (the model learned it at a finer GSD)."""
+
+
+class VocabularyError(ExpressionError):
+    """An expression far from anything the model learned, refused by ``--strict-vocabulary``."""
+
+
 class CheckpointError(RRSISError):
     """A checkpoint directory that is missing, corrupt or does not match its config."""
 

@@ -10,23 +10,30 @@ scenes, with a ``scene`` column; scenes in another CRS than the first are reproj
 first scene's CRS. ``prob_out``/``mask_out`` then need a ``{scene}`` placeholder (replaced by
 the scene's file stem), one GeoTIFF per scene. Several expressions give one band each in those
 GeoTIFFs (the expression is the band description) and one GeoPackage layer each.
+
+Each expression runs at its own scale (:mod:`.scaleplan`): the way from arguments to GeoPackage
+is check (options, outputs, scenes, model) -> plan (per expression a scale, per scene one pass
+per scale; coarse scenes refused) -> run (per scene, per pass) -> write.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from .engine import EngineOptions, plan_tiles, run_scene
-from .errors import Cancelled, InputError, RasterError
-from .io_utils import OutputTransaction, check_free_space
+from .engine import EngineOptions, run_scene
+from .errors import Cancelled, InputError, RasterError, VocabularyError
+from .io_utils import OutputTransaction, check_free_space, temp_path_beside
 from .raster import BBox, RasterSource, open_raster
 from .rasterout import GeoTiffStripWriter, geotiff_bytes
 from .read_faults import check_policy, format_windows
-from .segmenter import Segmenter, load_model
+from .scaleplan import ExpressionPlan, ScalePass, ScenePlan, check_coarse_early, plan_expressions, plan_scene
+from .segmenter import EncodedText, Segmenter, load_model
 from .vectorize import AreaMeter, PolygonAssembler, PolygonSink, VectorOptions, layer_names, write_geopackage
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -107,176 +114,412 @@ def _default_readers(segmenter: Segmenter) -> int:
     return max(1, min(4, (os.cpu_count() or 2) // 4))
 
 
+# ------------------------------------------------------------------------------------------
+# options
+@dataclass
+class PredictOptions:
+    """Every setting of :func:`predict`, checked by :meth:`validate` before anything is opened."""
+
+    checkpoint: Optional[PathLike] = None
+    device: str = "auto"
+    output: Optional[PathLike] = None
+    overwrite: bool = False
+    tile_size: Optional[int] = None
+    overlap: float = 0.25
+    batch_size: Optional[int] = None
+    threshold: Optional[float] = None
+    bands: Optional[Sequence[int]] = None
+    bbox: Optional[BBox] = None
+    allow_no_crs: bool = False
+    prob_out: Optional[PathLike] = None
+    mask_out: Optional[PathLike] = None
+    simplify: float = 0.0
+    min_area: float = 0.0
+    fill_holes: float = 0.0
+    resample: Optional[bool] = None
+    readers: Optional[int] = None
+    compile: bool = False
+    force_gsd: bool = False  # run expressions on scenes coarser than their category allows
+    strict_vocabulary: bool = False  # refuse expressions far from anything the model learned
+    on_read_error: str = "fail"  # "skip": unreadable blocks become nodata, listed in a warning and the GeoPackage
+
+    def validate(self) -> "PredictOptions":
+        """Raise :class:`InputError` for the first value out of range; return self."""
+        check_policy(self.on_read_error)
+        _check_number("overlap", self.overlap, 0.0, 0.9, high_open=True)
+        _check_number("threshold", self.threshold, 0.0, 1.0, low_open=True, high_open=True)
+        _check_number("simplify", self.simplify, 0.0)
+        _check_number("min_area", self.min_area, 0.0)
+        _check_number("fill_holes", self.fill_holes, 0.0)
+        if self.batch_size is not None and self.batch_size < 1:
+            raise InputError(f"batch size {self.batch_size} must be at least 1")
+        if self.tile_size is not None and self.tile_size < 16:
+            raise InputError(f"tile size {self.tile_size} is too small; use at least 16 px (the model's input size is best)")
+        return self
+
+
+@dataclass
+class PredictionPlan:
+    """What a run will do, known before any tile is read (``to_dict()`` for JSON)."""
+
+    expressions: List[ExpressionPlan]
+    scenes: List[ScenePlan]
+    tile_size: int
+    model: str
+
+    @property
+    def tiles(self) -> int:
+        return sum(s.tiles for s in self.scenes)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "model": self.model,
+            "tile_size": self.tile_size,
+            "expressions": [e.to_dict() for e in self.expressions],
+            "scenes": [s.to_dict() for s in self.scenes],
+        }
+
+
+@dataclass
+class _Run:
+    """What every pass of a run shares: callbacks, model, settings, running totals."""
+
+    progress: Optional[ProgressFn]
+    cancel: Any
+    total: int = 0
+    done: int = 0
+    stats: List[Dict[str, Any]] = field(default_factory=list)
+    segmenter: Any = None
+    encoded: Sequence[EncodedText] = ()
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    threshold: float = 0.5
+    unread: List[Tuple[str, Any]] = field(default_factory=list)  # (scene label, window) not read ('skip')
+
+    def report(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress(self.done, self.total, message)
+
+    def check_cancel(self) -> None:
+        from .engine import _cancel_requested
+
+        if _cancel_requested(self.cancel):
+            raise Cancelled("cancelled by the user; nothing was written")
+
+
+@dataclass
+class _Targets:
+    """Temporary paths of the outputs (renamed into place by the transaction)."""
+
+    gpkg: Optional[Path]
+    prob: List[Optional[Path]]
+    mask: List[Optional[Path]]
+
+
+# ------------------------------------------------------------------------------------------
+# check
+def _reserve_outputs(outputs: OutputTransaction, scenes: Sequence[Path], options: PredictOptions) -> _Targets:
+    gpkg = outputs.add(options.output, what="output GeoPackage") if options.output is not None else None
+    prob_targets = _per_scene_paths(options.prob_out, scenes, "--prob-out")
+    mask_targets = _per_scene_paths(options.mask_out, scenes, "--mask-out")
+    return _Targets(
+        gpkg,
+        [outputs.add(p, what="probability GeoTIFF") if p else None for p in prob_targets],
+        [outputs.add(p, what="mask GeoTIFF") if p else None for p in mask_targets],
+    )
+
+
+def _open_scenes(scenes: Sequence[Path], options: PredictOptions) -> List[RasterSource]:
+    sources = [
+        open_raster(s, bands=options.bands, bbox=options.bbox, allow_no_crs=options.allow_no_crs, on_read_error=options.on_read_error)
+        for s in scenes
+    ]
+    crs_known = [src.crs is not None for src in sources]
+    if any(crs_known) and not all(crs_known):
+        raise InputError("the scenes mix georeferenced rasters and rasters without a CRS; predict them separately")
+    if not all(crs_known) and (options.min_area > 0 or options.fill_holes > 0):
+        raise InputError("--min-area and --fill-holes are in m2 and need a scene with a CRS")
+    return sources
+
+
+# ------------------------------------------------------------------------------------------
+# plan
+def _checkpoint_knowledge(checkpoint: Optional[PathLike]):
+    from .catalog import resolve_checkpoint
+    from .models.checkpoint import read_config
+    from .knowledge import model_knowledge
+
+    return model_knowledge(read_config(resolve_checkpoint(checkpoint)))
+
+
+def plan_prediction(
+    sources: Sequence[RasterSource], texts: Sequence[str], segmenter: Segmenter, options: PredictOptions
+) -> PredictionPlan:
+    """Per expression its scale, per scene its passes; refuses coarse scenes (:class:`ScaleError`)
+    and, with ``strict_vocabulary``, unknown expressions (:class:`VocabularyError`)."""
+    expressions = plan_expressions(segmenter, texts)
+    if options.strict_vocabulary:
+        for e in expressions:
+            if not e.explanation.known:
+                raise VocabularyError(f"{e.explanation.message} (refused by --strict-vocabulary)")
+    tile = int(options.tile_size or segmenter.input_size)
+    scenes = [
+        plan_scene(src, expressions, tile, options.overlap, resample=options.resample, force_gsd=options.force_gsd)
+        for src in sources
+    ]
+    return PredictionPlan(expressions, scenes, tile, segmenter.name)
+
+
+# ------------------------------------------------------------------------------------------
+# run
+def _geotiff_sinks(
+    targets: Tuple[Optional[Path], Optional[Path]], texts: Sequence[str], threshold: float, geo: Dict[str, Any]
+) -> List[GeoTiffStripWriter]:
+    prob, mask = targets
+    sinks = []
+    if prob is not None:
+        sinks.append(GeoTiffStripWriter(prob, descriptions=texts, kind="probability", **geo))
+    if mask is not None:
+        sinks.append(GeoTiffStripWriter(mask, descriptions=texts, kind="mask", threshold=threshold, **geo))
+    return sinks
+
+
+def _merge_bands(parts: Sequence[Tuple[Path, Sequence[int]]], target: Path, descriptions: Sequence[str]) -> None:
+    """Interleave the bands of per-pass GeoTIFFs into ``target``, one block row at a time."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from .rasterout import BLOCK
+
+    with contextlib.ExitStack() as stack:
+        handles = [(stack.enter_context(rasterio.open(path)), bands) for path, bands in parts]
+        profile = handles[0][0].profile
+        float_data = profile["dtype"] == "float32"
+        profile.update(count=len(descriptions), compress="deflate", predictor=3 if float_data else 2, bigtiff="IF_SAFER")
+        with rasterio.open(target, "w", **profile) as out:
+            for i, text in enumerate(descriptions, start=1):
+                out.set_band_description(i, text)
+            for row in range(0, out.height, BLOCK):
+                window = Window(0, row, out.width, min(BLOCK, out.height - row))
+                for ds, bands in handles:
+                    out.write(ds.read(window=window), indexes=[b + 1 for b in bands], window=window)
+
+
+def _check_free_space(sources: Sequence[RasterSource], planned: "PredictionPlan", targets: _Targets, bands: int) -> None:
+    """Room for the GeoTIFFs (twice over where several passes write parts before the merge)."""
+    needs = []
+    for tmps, kind in ((targets.prob, "probability"), (targets.mask, "mask")):
+        for tmp, src, scene_plan in zip(tmps, sources, planned.scenes):
+            if tmp is not None:
+                copies = 2 if len(scene_plan.passes) > 1 else 1
+                needs.append((tmp, copies * geotiff_bytes(src.region.width, src.region.height, bands, kind)))
+    check_free_space(needs)
+
+
+def _run_pass(run: _Run, src: RasterSource, scale: ScalePass, sinks: List[Any], prefix: str, label: str) -> Dict[str, Any]:
+    if scale.tiles.resample:
+        run.report(f"{prefix}resampling to {scale.gsd_m} m/px for {', '.join(scale.expressions)}")
+
+    def on_tiles(n: int) -> None:
+        run.done += n
+        run.report(f"{prefix}tile {run.done}/{run.total}")
+
+    stats = run_scene(
+        src, run.segmenter, [run.encoded[i] for i in scale.indexes], scale.tiles, sinks, options=run.engine,
+        on_tiles=on_tiles, cancel=run.cancel,
+    )
+    unread = stats.extra.get("unread_windows", [])
+    if stats.tiles_run == 0:
+        if unread:
+            raise RasterError(f"no pixel of {src.path} could be read ({len(unread)} damaged blocks); nothing to segment")
+        raise RasterError(f"every pixel of {src.path} is nodata; there is nothing to segment")
+    run.unread += [(label, window) for window in unread]
+    return {**stats.as_dict(), "gsd_m": scale.gsd_m, "expressions": list(scale.expressions)}
+
+
+def _run_one_scene(
+    run: _Run, src: RasterSource, scene_plan: ScenePlan, texts: Sequence[str], assemblers: Sequence[PolygonAssembler],
+    outputs: Tuple[Optional[Path], Optional[Path]], prefix: str, label: str,
+) -> Dict[str, Any]:
+    """Every pass of one scene; GeoTIFF bands of several passes are merged at the end."""
+    geo = dict(width=src.region.width, height=src.region.height, transform=src.region_transform, crs=src.crs)
+    several = len(scene_plan.passes) > 1
+    parts: List[List[Tuple[Path, Sequence[int]]]] = [[], []]  # per output (prob, mask)
+    passes = []
+    try:
+        for scale in scene_plan.passes:
+            names = [texts[i] for i in scale.indexes]
+            part_paths = tuple(temp_path_beside(o) if (o is not None and several) else o for o in outputs)
+            for j, path in enumerate(part_paths):
+                if path is not None and several:
+                    parts[j].append((path, scale.indexes))
+            sinks: List[Any] = [PolygonSink([assemblers[i] for i in scale.indexes])]
+            sinks += _geotiff_sinks(part_paths, names, run.threshold, geo)  # type: ignore[arg-type]
+            passes.append(_run_pass(run, src, scale, sinks, prefix, label))
+        for target, pieces in zip(outputs, parts):
+            if target is not None and several:
+                _merge_bands(pieces, target, texts)
+    finally:
+        for pieces in parts:
+            for path, _ in pieces:
+                for leftover in (path, Path(f"{path}.aux.xml")):
+                    leftover.unlink(missing_ok=True)
+    return {**passes[0], "passes": passes} if len(passes) == 1 else {"passes": passes}
+
+
+def _run_scenes(
+    run: _Run, sources: Sequence[RasterSource], planned: PredictionPlan, texts: Sequence[str], options: PredictOptions,
+    targets: _Targets, labels: Sequence[str],
+) -> Dict[str, List[Any]]:
+    """Run every scene; return each expression's polygon frames (one per scene)."""
+    segmenter = run.segmenter
+    run.encoded = [segmenter.encode(t) for t in texts]
+    run.engine = EngineOptions(
+        batch_size=int(options.batch_size or _default_batch_size(segmenter)),
+        readers=int(options.readers or _default_readers(segmenter)),
+        on_read_error=options.on_read_error,
+    )
+    vector_options = VectorOptions(
+        threshold=run.threshold, simplify=options.simplify, min_area=options.min_area, fill_holes=options.fill_holes
+    )
+    many = len(sources) > 1
+    per_expression: Dict[str, List[Any]] = {t: [] for t in texts}
+    for i, (src, scene_plan) in enumerate(zip(sources, planned.scenes)):
+        prefix = f"scene {i + 1}/{len(sources)} {src.path.name}: " if many else ""
+        meter = AreaMeter(src.crs)
+        extra = {"scene": labels[i]} if many else None
+        assemblers = [PolygonAssembler(t, src.region_transform, meter, vector_options, segmenter.name, extra) for t in texts]
+        run.stats.append(
+            _run_one_scene(run, src, scene_plan, texts, assemblers, (targets.prob[i], targets.mask[i]), prefix, labels[i])
+        )
+        for text, assembler in zip(texts, assemblers):
+            per_expression[text].append(assembler.frame(src.crs, ["scene"] if many else ()))
+    return per_expression
+
+
+# ------------------------------------------------------------------------------------------
+# write
+def _layers(per_expression: Dict[str, List[Any]], target_crs: Any) -> Dict[str, Any]:
+    import geopandas as gpd
+    import pandas as pd
+
+    layers: Dict[str, Any] = {}
+    for text, frames in per_expression.items():
+        frames = [
+            f.to_crs(target_crs) if (f.crs is not None and target_crs is not None and f.crs != target_crs) else f
+            for f in frames
+        ]
+        frame = frames[0] if len(frames) == 1 else gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=target_crs)
+        layers[text] = frame.reset_index(drop=True)
+    return layers
+
+
+def _write_geopackage(layers: Dict[str, Any], path: Path, unread: Sequence[Tuple[str, Any]]) -> None:
+    texts = list(layers)
+    names = layer_names(texts)
+    write_geopackage(
+        {name: layers[t] for name, t in zip(names, texts)}, path, descriptions=dict(zip(names, texts)),
+        metadata={"RRSIS_UNREAD_WINDOWS": format_windows(unread, limit=10_000)} if unread else None,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+def plan(
+    scene: Union[PathLike, Sequence[PathLike]],
+    expressions: Union[str, Sequence[str]],
+    options: Optional[PredictOptions] = None,
+    *,
+    segmenter: Optional[Segmenter] = None,
+    **settings: Any,
+) -> PredictionPlan:
+    """What :func:`predict` would do with these arguments, reading no tile: per expression how the
+    model reads it and its scale, per scene the passes. Raises what ``predict`` would raise
+    before its first tile (a coarse scene: :class:`~rrsis_geo.errors.ScaleError`)."""
+    options = replace(options or PredictOptions(), **settings).validate()
+    sources = _open_scenes(_scene_list(scene), options)
+    texts = clean_expressions(expressions)
+    if segmenter is None:
+        if not options.force_gsd:
+            check_coarse_early(sources, texts, _checkpoint_knowledge(options.checkpoint))
+        segmenter = load_model(options.checkpoint, options.device)
+    return plan_prediction(sources, texts, segmenter, options)
+
+
 def predict(
     scene: Union[PathLike, Sequence[PathLike]],
     expressions: Union[str, Sequence[str]],
+    options: Optional[PredictOptions] = None,
     *,
     segmenter: Optional[Segmenter] = None,
-    checkpoint: Optional[PathLike] = None,
-    device: str = "auto",
-    output: Optional[PathLike] = None,
-    overwrite: bool = False,
-    tile_size: Optional[int] = None,
-    overlap: float = 0.25,
-    batch_size: Optional[int] = None,
-    threshold: Optional[float] = None,
-    bands: Optional[Sequence[int]] = None,
-    bbox: Optional[BBox] = None,
-    allow_no_crs: bool = False,
-    prob_out: Optional[PathLike] = None,
-    mask_out: Optional[PathLike] = None,
-    simplify: float = 0.0,
-    min_area: float = 0.0,
-    fill_holes: float = 0.0,
-    resample: Optional[bool] = None,
-    readers: Optional[int] = None,
-    compile: bool = False,
-    on_read_error: str = "fail",
     progress: Optional[ProgressFn] = None,
     cancel: Any = None,
+    on_plan: Optional[Callable[[PredictionPlan], None]] = None,
+    **settings: Any,
 ):
     """Segment what ``expressions`` describe in ``scene``; return the polygons.
 
-    Returns a GeoDataFrame (columns ``expression, score, area_m2, model, geometry``, plus
-    ``scene`` for several scenes) in the scene's CRS. ``output`` writes it as a GeoPackage, one
-    layer per expression; ``prob_out``/``mask_out`` write GeoTIFFs, one band per expression.
-    ``resample``: None resamples automatically when the scene's GSD differs from the model's
-    training GSD by more than 25 %, True/False force it. ``progress(done, total, message)``
+    Settings come as a :class:`PredictOptions` or as its fields by keyword (``output=...``;
+    keywords override fields of ``options``). Returns a GeoDataFrame (columns ``expression,
+    score, area_m2, model, geometry``, plus ``scene`` for several scenes) in the scene's CRS.
+    ``output`` writes it as a GeoPackage, one layer per expression; ``prob_out``/``mask_out``
+    write GeoTIFFs, one band per expression, on the scene's grid. Each expression runs at the
+    scale of the category it names (:mod:`.scaleplan`); ``resample``: None resamples when the
+    scene's GSD differs from that scale by more than 25 %, True/False force it; a scene too
+    coarse raises :class:`~rrsis_geo.errors.ScaleError` unless ``force_gsd``. ``on_plan(plan)``
+    sees the :class:`PredictionPlan` before any tile is read. ``progress(done, total, message)``
     counts tiles; ``cancel`` (a callable returning True, or an object with ``is_set()`` /
     ``isCanceled()``) stops the run between batches with :class:`Cancelled`, leaving no output.
-    Statistics of the run are in ``result.attrs["rrsis"]``. ``on_read_error`` 'fail' ends
-    the run on a pixel window that cannot be read (:class:`~rrsis_geo.errors.WindowReadError`);
+    Statistics of the run are in ``result.attrs["rrsis"]``. ``on_read_error`` 'fail' ends the
+    run on a pixel window that cannot be read (:class:`~rrsis_geo.errors.WindowReadError`);
     'skip' makes its unreadable blocks nodata, warns, and lists them in the GeoPackage's
     ``RRSIS_UNREAD_WINDOWS`` metadata item.
     """
     import geopandas as gpd
     import pandas as pd
 
-    def report(done: int, total: int, message: str) -> None:
-        if progress is not None:
-            progress(done, total, message)
-
-    def check_cancel() -> None:
-        from .engine import _cancel_requested
-
-        if _cancel_requested(cancel):
-            raise Cancelled("cancelled by the user; nothing was written")
-
+    options = replace(options or PredictOptions(), **settings).validate()
+    run = _Run(progress, cancel)
     scenes = _scene_list(scene)
     texts = clean_expressions(expressions)
-    check_policy(on_read_error)
-    _check_number("overlap", overlap, 0.0, 0.9, high_open=True)
-    _check_number("threshold", threshold, 0.0, 1.0, low_open=True, high_open=True)
-    _check_number("simplify", simplify, 0.0)
-    _check_number("min_area", min_area, 0.0)
-    _check_number("fill_holes", fill_holes, 0.0)
-    if batch_size is not None and batch_size < 1:
-        raise InputError(f"batch size {batch_size} must be at least 1")
-    if tile_size is not None and tile_size < 16:
-        raise InputError(f"tile size {tile_size} is too small; use at least 16 px (the model's input size is best)")
 
-    with OutputTransaction(overwrite=overwrite) as outputs:
-        gpkg_tmp = outputs.add(output, what="output GeoPackage") if output is not None else None
-        prob_targets = _per_scene_paths(prob_out, scenes, "--prob-out")
-        mask_targets = _per_scene_paths(mask_out, scenes, "--mask-out")
-        prob_tmps = [outputs.add(p, what="probability GeoTIFF") if p else None for p in prob_targets]
-        mask_tmps = [outputs.add(p, what="mask GeoTIFF") if p else None for p in mask_targets]
-
-        report(0, 0, "opening scenes")
-        sources: List[RasterSource] = [
-            open_raster(s, bands=bands, bbox=bbox, allow_no_crs=allow_no_crs, on_read_error=on_read_error) for s in scenes
-        ]
-        check_free_space([
-            (tmp, geotiff_bytes(src.region.width, src.region.height, len(texts), kind))
-            for tmps, kind in ((prob_tmps, "probability"), (mask_tmps, "mask"))
-            for tmp, src in zip(tmps, sources) if tmp is not None
-        ])
-        crs_known = [src.crs is not None for src in sources]
-        if any(crs_known) and not all(crs_known):
-            raise InputError("the scenes mix georeferenced rasters and rasters without a CRS; predict them separately")
-        if not all(crs_known) and (min_area > 0 or fill_holes > 0):
-            raise InputError("--min-area and --fill-holes are in m2 and need a scene with a CRS")
-        check_cancel()
-
+    with OutputTransaction(overwrite=options.overwrite) as outputs:
+        targets = _reserve_outputs(outputs, scenes, options)
+        run.report("opening scenes")
+        sources = _open_scenes(scenes, options)
+        run.check_cancel()
         if segmenter is None:
-            report(0, 0, "loading the model")
-            segmenter = load_model(checkpoint, device, compile=compile)
-        report(0, 0, "encoding expressions")
-        encoded = [segmenter.encode(t) for t in texts]
-        thr = segmenter.threshold if threshold is None else float(threshold)
-        tile = int(tile_size or segmenter.input_size)
-        options = EngineOptions(
-            batch_size=int(batch_size or _default_batch_size(segmenter)),
-            readers=int(readers or _default_readers(segmenter)),
-            on_read_error=on_read_error,
-        )
-        plans = [plan_tiles(src, tile, overlap, model_gsd=segmenter.gsd_m, resample=resample) for src in sources]
-        total = sum(len(p.grid) for p in plans)
-        vector_options = VectorOptions(threshold=thr, simplify=simplify, min_area=min_area, fill_holes=fill_holes)
-        labels = _scene_labels(scenes)
-        many = len(scenes) > 1
-
-        done = 0
-        per_expression: Dict[str, List[Any]] = {t: [] for t in texts}
-        unread: List[Any] = []  # (scene label, Window) that could not be read (on_read_error 'skip')
-        run_stats = []
-        for i, (src, plan) in enumerate(zip(sources, plans)):
-            prefix = f"scene {i + 1}/{len(scenes)} {src.path.name}: " if many else ""
-            meter = AreaMeter(src.crs)
-            assemblers = [
-                PolygonAssembler(
-                    t, src.region_transform, meter, vector_options, segmenter.name, {"scene": labels[i]} if many else None
-                )
-                for t in texts
-            ]
-            sinks: List[Any] = [PolygonSink(assemblers)]
-            geo = dict(width=src.region.width, height=src.region.height, transform=src.region_transform, crs=src.crs)
-            if prob_tmps[i] is not None:
-                sinks.append(GeoTiffStripWriter(prob_tmps[i], descriptions=texts, kind="probability", **geo))
-            if mask_tmps[i] is not None:
-                sinks.append(GeoTiffStripWriter(mask_tmps[i], descriptions=texts, kind="mask", threshold=thr, **geo))
-            if plan.resample:
-                report(done, total, f"{prefix}resampling to the model's {segmenter.gsd_m} m/px")
-
-            def on_tiles(n: int, _prefix: str = prefix) -> None:
-                nonlocal done
-                done += n
-                report(done, total, f"{_prefix}tile {done}/{total}")
-
-            stats = run_scene(src, segmenter, encoded, plan, sinks, options=options, on_tiles=on_tiles, cancel=cancel)
-            if stats.tiles_run == 0:
-                damaged = len(stats.extra.get("unread_windows", []))
-                if damaged:
-                    raise RasterError(f"no pixel of {src.path} could be read ({damaged} damaged blocks); nothing to segment")
-                raise RasterError(f"every pixel of {src.path} is nodata; there is nothing to segment")
-            run_stats.append(stats.as_dict())
-            unread += [(labels[i], w) for w in stats.extra.get("unread_windows", [])]
-            for text, assembler in zip(texts, assemblers):
-                frame = assembler.frame(src.crs, ["scene"] if many else ())
-                per_expression[text].append(frame)
-        check_cancel()
-        if unread:
-            warnings.warn(f"{len(unread)} unreadable pixel window(s) were treated as nodata: {format_windows(unread)}", stacklevel=2)
-
-        target_crs = sources[0].crs
-        layers: Dict[str, Any] = {}
-        for text in texts:
-            frames = [f.to_crs(target_crs) if (f.crs is not None and target_crs is not None and f.crs != target_crs) else f for f in per_expression[text]]
-            frame = frames[0] if len(frames) == 1 else gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=target_crs)
-            layers[text] = frame.reset_index(drop=True)
-
-        if gpkg_tmp is not None:
-            report(done, total, "writing the GeoPackage")
-            names = layer_names(texts)
-            write_geopackage(
-                {name: layers[t] for name, t in zip(names, texts)}, gpkg_tmp, descriptions=dict(zip(names, texts)),
-                metadata={"RRSIS_UNREAD_WINDOWS": format_windows(unread, limit=10_000)} if unread else None,
+            if not options.force_gsd:  # a 300 m scene is refused in a blink, not after the model loads
+                check_coarse_early(sources, texts, _checkpoint_knowledge(options.checkpoint))
+            run.report("loading the model")
+            segmenter = load_model(options.checkpoint, options.device, compile=options.compile)
+        planned = plan_prediction(sources, texts, segmenter, options)
+        _check_free_space(sources, planned, targets, len(texts))
+        if on_plan is not None:
+            on_plan(planned)
+        run.total = planned.tiles
+        run.report("encoding expressions")
+        run.segmenter = segmenter
+        run.threshold = segmenter.threshold if options.threshold is None else float(options.threshold)
+        per_expression = _run_scenes(run, sources, planned, texts, options, targets, _scene_labels(scenes))
+        run.check_cancel()
+        if run.unread:
+            warnings.warn(
+                f"{len(run.unread)} unreadable pixel window(s) were treated as nodata: {format_windows(run.unread)}",
+                stacklevel=2,
             )
-        check_cancel()
+        target_crs = sources[0].crs
+        layers = _layers(per_expression, target_crs)
+        if targets.gpkg is not None:
+            run.report("writing the GeoPackage")
+            _write_geopackage(layers, targets.gpkg, run.unread)
+        run.check_cancel()
         outputs.commit()
 
     frames = list(layers.values())
     result = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=target_crs) if len(frames) > 1 else frames[0]
-    result.attrs["rrsis"] = {"scenes": run_stats, "threshold": thr, "tile_size": tile, "model": segmenter.name}
-    report(total, total, "done")
+    result.attrs["rrsis"] = {
+        "scenes": run.stats, "threshold": run.threshold, "tile_size": planned.tile_size, "model": segmenter.name,
+        "plan": planned.to_dict(),
+    }
+    run.done = run.total
+    run.report("done")
     return result

@@ -13,13 +13,16 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .errors import CheckpointError, InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .knowledge import ModelKnowledge
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -95,6 +98,8 @@ class Segmenter:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.uses_contract = _follows_contract(self.model)
         self._cache: Dict[str, EncodedText] = {}
+        self._knowledge: Optional["ModelKnowledge"] = None
+        self._sentences: Dict[str, torch.Tensor] = {}
         self.compiled = compile
         if self.uses_contract:
             self._segment_fn = self.model.segment
@@ -129,6 +134,15 @@ class Segmenter:
     def gsd_m(self) -> Optional[float]:
         value = self.config.get("gsd_m")
         return float(value) if value else None
+
+    @property
+    def knowledge(self) -> "ModelKnowledge":
+        """Categories, phrasings and per-category scales of the checkpoint (:mod:`.knowledge`)."""
+        if self._knowledge is None:
+            from .knowledge import model_knowledge
+
+            self._knowledge = model_knowledge(self.config)
+        return self._knowledge
 
     @property
     def mean(self) -> Sequence[float]:
@@ -169,6 +183,27 @@ class Segmenter:
         encoded = EncodedText(text, ids, mask, bool(tokens.truncated[0]), state)
         self._cache[text] = encoded
         return encoded
+
+    def sentence_embeddings(self, texts: Sequence[str]) -> Optional[torch.Tensor]:
+        """Unit-length sentence embeddings ``[N, C]`` (CPU, float32) from the model's own text
+        encoder: its last hidden states averaged over the tokens, as MiniLM was trained to be
+        compared. None when the model has no ``text_encoder`` to ask."""
+        encoder = getattr(self.model, "text_encoder", None)
+        if encoder is None:
+            return None
+        from .models.tokenizer import clean_expression, tokenize
+
+        cleaned = [clean_expression(t).lower() for t in texts]
+        todo = [t for t in dict.fromkeys(cleaned) if t not in self._sentences]
+        if todo:
+            tokens = tokenize(self.tokenizer, todo, 64, warn=False)
+            mask = tokens.attention_mask.to(self.device)
+            with torch.inference_mode():
+                hidden = encoder(tokens.input_ids.to(self.device), mask).float()
+            weights = mask.unsqueeze(-1).float()
+            pooled = F.normalize((hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0), dim=-1).cpu()
+            self._sentences.update(zip(todo, pooled))
+        return torch.stack([self._sentences[t] for t in cleaned])
 
     def probabilities(self, images: torch.Tensor, text: EncodedText) -> torch.Tensor:
         """Target probability ``[B, H, W]`` (float32) for normalised ``images[B, 3, H, W]``.

@@ -4,7 +4,8 @@
 
     checkpoint/
       config.json         architecture + encoder settings + input size, normalisation,
-                          training ground sample distance, default threshold, metrics
+                          training ground sample distance (per category: see rrsis_geo.knowledge),
+                          default threshold, metrics
       model.safetensors   the tensors (float32, or float16 to save space)
       tokenizer.json ...  the tokenizer files (tokenizer.json, tokenizer_config.json, vocab.txt,
                           special_tokens_map.json)
@@ -31,6 +32,7 @@ from ..errors import CheckpointError, OutputError
 from ..io_utils import publish_modes, replace_dir
 from .pretrained import resolve_pretrained, verify_sha256
 from .registry import build_model
+from ..knowledge import model_knowledge
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -66,6 +68,10 @@ def read_config(directory: PathLike) -> Dict[str, Any]:
         raise CheckpointError(f"{config_path} is not valid JSON ({exc}); the checkpoint is corrupt") from exc
     if not isinstance(config, dict) or "architecture" not in config:
         raise CheckpointError(f"{config_path} has no 'architecture' field; it is not an rrsis checkpoint")
+    try:
+        model_knowledge(config)  # scales and phrasings are checked on load, not mid-run
+    except CheckpointError as exc:
+        raise CheckpointError(f"checkpoint {path}: {exc}") from None
     return config
 
 
