@@ -30,7 +30,30 @@ def test_lavt_loss_is_pixel_cross_entropy():
     assert set(parts) == {"ce"}
 
 
-def test_btdnet_loss_weights():
+def test_btdnet_loss_is_main_ce_plus_each_map_against_its_own_target():
+    # the paper's eq. (10)-(14): CE of the (background, target) pair used at inference, + 0.6 x
+    # BCE(target map, mask) + BCE(background map, 1 - mask), + 0.1 x reconstruction MSE
+    target = torch.tensor([[[0, 1], [1, 1]]])
+    logits = torch.zeros(1, 2, 2, 2)
+    logits[:, 1] = 100.0  # target map sure everywhere; background map at 0 (p = 0.5)
+    pred = torch.zeros(1, 3, 2)
+    outputs = {"logits": logits, "recon_pred": pred, "recon_target": pred + 1.0,
+               "recon_mask": torch.tensor([[True, True, False]])}
+    loss, parts = ReferringSegmentationLoss()(outputs, target)
+    assert set(parts) == {"ce", "fg_bg_bce", "recon_mse"}
+    assert parts["ce"].item() == pytest.approx(25.0, rel=1e-4)  # the one background pixel: CE 100 / 4
+    # target map: BCE 100 on the background pixel / 4 = 25; background map: log 2 everywhere
+    assert parts["fg_bg_bce"].item() == pytest.approx(25.0 + math.log(2), rel=1e-4)
+    assert parts["recon_mse"].item() == pytest.approx(1.0)
+    assert loss.item() == pytest.approx(25.0 + 0.6 * (25.0 + math.log(2)) + 0.1, rel=1e-4)
+    # the two maps are supervised separately: shifting both by the same amount leaves the softmax
+    # CE unchanged but not the fg/bg term
+    shifted, shifted_parts = ReferringSegmentationLoss()(dict(outputs, logits=logits - 50.0), target)
+    assert shifted_parts["ce"].item() == pytest.approx(parts["ce"].item(), rel=1e-5)
+    assert shifted_parts["fg_bg_bce"].item() != pytest.approx(parts["fg_bg_bce"].item(), rel=1e-2)
+
+
+def test_legacy_btdnet_loss_weights():
     target = torch.tensor([[[0, 1], [1, 1]]])
     main_logits = torch.zeros(1, 2, 2, 2)  # CE = log 2 everywhere
     fg_bg = torch.zeros(1, 2, 2, 2)
@@ -167,7 +190,7 @@ def test_full_model_config_and_btdnet_loss_parts(tmp_path, shapes_root):
     cfg = tiny_training_config(shapes_root, model, train={"epochs": 1})
     assert _run(tmp_path, cfg, "btdnet") == 0
     header = (tmp_path / "btdnet" / "iterations.csv").read_text().splitlines()[0].split(",")
-    assert header[:6] == ["epoch", "iteration", "loss", "mask_ce", "fg_bg_ce", "recon_mse"]
+    assert header[:6] == ["epoch", "iteration", "loss", "ce", "fg_bg_bce", "recon_mse"]
     assert "lr_encoder_decay" in header and "lr_head_decay" in header
 
 
