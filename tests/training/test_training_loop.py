@@ -13,6 +13,7 @@ from rrsis_geo.models import build_model, load_checkpoint
 from rrsis_geo.models.presets import preset
 from training.config import validate
 from training.losses import ReferringSegmentationLoss, masked_mse
+from training.modeling import freeze_text_layers
 from training.optim import PolySchedule, build_optimizer
 from training.train import main as train_main
 from training_testdata import tiny_lgce, tiny_training_config, write_config
@@ -86,6 +87,21 @@ def test_parameter_groups_learning_rates_and_frozen_modules():
     vision = {id(p) for p in model.vision_encoder.parameters()}
     assert vision <= {id(p) for g in opt.param_groups if g["name"].startswith("encoder") for p in g["params"]}
     assert all(p.ndim > 1 for p in groups["head/decay"]["params"])
+
+
+def test_text_trainable_layers_fine_tunes_only_the_first_bert_layers():
+    # the RRSIS/LAVT code optimises BERT layers 0-9 of 12; tiny BERT has 4: keep layers 0-2
+    model = build_model(preset("tiny-lgce"))
+    freeze_text_layers(model, 3)
+    bert = model.text_encoder.bert
+    assert not any(p.requires_grad for p in bert.embeddings.parameters())
+    assert all(p.requires_grad for layer in bert.encoder.layer[:3] for p in layer.parameters())
+    assert not any(p.requires_grad for p in bert.encoder.layer[3].parameters())
+    in_optimizer = {id(p) for g in build_optimizer(model, {"lr": 1e-3, "weight_decay": 0.0}).param_groups for p in g["params"]}
+    assert id(bert.encoder.layer[3].attention.self.query.weight) not in in_optimizer
+    assert id(bert.encoder.layer[0].attention.self.query.weight) in in_optimizer
+    with pytest.raises(InputError, match="text_trainable_layers"):
+        freeze_text_layers(build_model(preset("tiny-lgce")), 5)
 
 
 def test_poly_schedule_per_iteration():
