@@ -84,3 +84,25 @@ def test_predictor_layouts_build_from_the_config(build, layout):
     config["btdnet"]["predictor_layout"] = layout
     predictor = build(config).decoder.predictor
     assert hasattr(predictor, "token_exchange") == (layout == "compact")
+
+
+def test_masker_picks_what_a_pos_tagger_picks_on_refsegrs_and_rrsisd_style_expressions():
+    # tests/models/data/key_phrases.tsv: 53 expressions, a hand label and the pick of TextBlob's
+    # Pattern POS tagger + chunker (stored by scripts/key_phrase_agreement.py --write)
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "key_phrase_agreement.py"
+    spec = importlib.util.spec_from_file_location("key_phrase_agreement", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.read_table()
+    assert len(rows) >= 50 and all(row[2] for row in rows)
+    rules = module.rule_picks([row[0] for row in rows])
+    assert rules == [row[1] for row in rows]  # every hand label
+    same = sum(rule == row[2] for rule, row in zip(rules, rows))
+    assert same >= 47
+    # where the tagger differs it takes the category's head noun without the word that belongs to the
+    # category name ("low vegetation" -> "vegetation"; "road marking" tagged road/NN marking/VBG)
+    for rule, row in zip(rules, rows):
+        assert rule == row[2] or rule.split()[-1] == row[2] or rule.split()[0] == row[2], row
