@@ -3,17 +3,21 @@
 * :class:`ContextIntegrationLayer` -- one round of the multi-scale context integration (MCI): the
   stride-8/16/32 features are projected to a common width and flattened into one token sequence
   (with a sine position and a learned level embedding); the words attend to it (V-L), the pixels
-  attend to the words (L-V), then the pixels of all scales attend to each other (multi-scale
-  attention). The paper repeats this ``N`` times (``mci_layers``).
+  attend to the words (L-V), then (``pixel_attention``, default on) the pixels of all scales
+  attend to each other (multi-scale attention). The paper repeats this ``N`` times
+  (``mci_layers``).
 * :class:`ForegroundBackgroundPredictor` -- target prototype from the words, background prototype
   from ``num_bg_tokens`` learned tokens enriched with the *masked* expression (key phrase removed:
-  what is left describes the surroundings), pooled adaptively into as many bins as tokens. Target
-  and background tokens exchange information, read the image, and are averaged into the two
-  prototypes; each pixel's feature is matched with both (scaled dot product), giving
-  (background, target) logits. Inference takes the higher of the two.
+  what is left describes the surroundings); each pixel's feature is matched with both (scaled dot
+  product), giving (background, target) logits. Inference takes the higher of the two.
+  ``layout="paper"`` (eq. 8-9): the embedded masked expression is pooled adaptively into each of
+  ``pool_bins`` bin counts, each spread over the tokens and added to them; the prototypes are the
+  averaged target (MCI text stream) and background tokens. ``layout="compact"`` (earlier
+  checkpoints): one pooling into as many bins as tokens, then target and background tokens
+  exchange information and read the image (two attention blocks the paper does not describe).
 * :class:`TwinStreamDecoder` -- MCI + pixel decoder (stride-8 output upsampled onto the stride-4
-  stage) + the predictor, and a conventional convolutional mask head trained alongside
-  (``mask_logits``).
+  stage) + the predictor; with ``mask_head`` (earlier checkpoints only) also a convolutional mask
+  head trained alongside (``mask_logits``) but never used at inference.
 * :class:`PhraseReconstruction` -- the dual-modal object learning head: a two-step Transformer
   decoder whose queries are the masked expression's features; it first reads the text stream, then
   the multimodal pixel tokens, and predicts every token's feature; training compares the key
