@@ -11,6 +11,7 @@ command line, ``data.root``::
       # ... or a full model config dict:  config: {architecture: lgce, ...}
       load_pretrained: true        # load the encoder weights the model config names
       freeze: []                   # extra modules to freeze, e.g. [vision_encoder]
+      text_trainable_layers: null  # null: fine-tune all of BERT; 10: only layers 0-9 (the RRSIS/LAVT code)
     data:
       format: refsegrs             # refsegrs | rrsisd
       root: data/RefSegRS
@@ -28,6 +29,10 @@ command line, ``data.root``::
       class_weights: [0.9, 1.1]    # background, target (null: plain CE)
       fg_bg_weight: 0.6            # BTDNet
       recon_weight: 0.1            # BTDNet
+    eval:                          # metric conventions (training.metrics); the paper configs use the
+      pr_inclusive: false          #   reference code's: true (Pr@t: IoU >= t), 0.0, input
+      empty_iou: 1.0               # IoU of an empty prediction on an empty truth
+      score_size: ground_truth     # ground_truth | input
     train:
       epochs: 40
       batch_size: 8                # GLOBAL batch, split evenly over the processes
@@ -61,6 +66,7 @@ DEFAULTS: Dict[str, Any] = {
         "overrides": {},
         "load_pretrained": True,
         "freeze": [],
+        "text_trainable_layers": None,
     },
     "data": {
         "format": "refsegrs",
@@ -92,6 +98,11 @@ DEFAULTS: Dict[str, Any] = {
         "class_weights": None,
         "fg_bg_weight": 0.6,
         "recon_weight": 0.1,
+    },
+    "eval": {
+        "pr_inclusive": False,
+        "empty_iou": 1.0,
+        "score_size": "ground_truth",
     },
     "train": {
         "epochs": 40,
@@ -160,6 +171,14 @@ def validate(config: Mapping[str, Any], source: str = "config") -> Dict[str, Any
         raise InputError(f"{source}: train.device must be auto, cpu or cuda, not {train['device']!r}")
     if cfg["save"]["dtype"] not in ("float32", "float16", "bfloat16"):
         raise InputError(f"{source}: save.dtype must be float32, float16 or bfloat16, not {cfg['save']['dtype']!r}")
+    evaluation = cfg["eval"]
+    if evaluation["score_size"] not in ("ground_truth", "input"):
+        raise InputError(f"{source}: eval.score_size must be ground_truth or input, not {evaluation['score_size']!r}")
+    if evaluation["empty_iou"] not in (0, 1):
+        raise InputError(f"{source}: eval.empty_iou must be 0 or 1, not {evaluation['empty_iou']!r}")
+    layers = model["text_trainable_layers"]
+    if layers is not None and (not isinstance(layers, int) or isinstance(layers, bool) or layers < 0):
+        raise InputError(f"{source}: model.text_trainable_layers must be null or a non-negative integer, not {layers!r}")
     weights = cfg["loss"]["class_weights"]
     if weights is not None and (not isinstance(weights, (list, tuple)) or len(weights) != 2):
         raise InputError(f"{source}: loss.class_weights must be two numbers (background, target) or null")

@@ -37,12 +37,13 @@ from .datasets import build_dataset, collate
 from .datasets.stats import model_gsd, read_stats, training_gsd, vocabulary_words
 from .evaluate import ShardSampler, autocast, evaluate_loader
 from .losses import ReferringSegmentationLoss
-from .metrics import results_from_rows, results_to_rows, summarize
+from .metrics import Scoring, results_from_rows, results_to_rows, summarize
 from .modeling import (
     build_training_model,
     encoders_without_weights,
     external_weights,
     freeze,
+    freeze_text_layers,
     frozen_modules,
     load_model_tokenizer,
     resolve_model_config,
@@ -191,6 +192,7 @@ class Trainer:
         model = build_training_model(self.model_config, self.pretrained_loaded)
         self.frozen = frozen_modules(self.model_config, list(model_cfg["freeze"]))
         freeze(model, self.frozen)
+        freeze_text_layers(model, model_cfg["text_trainable_layers"])
         model.to(self.device)
         if self.ctx.distributed and self.device.type == "cuda" and self.cfg["train"]["sync_batchnorm"]:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -343,10 +345,13 @@ class Trainer:
         self.log.info(f"epoch {epoch + 1} iteration {self.schedule.iteration}: loss {values[0]:.4f}")
 
     def _validate(self) -> Dict[str, Any]:
-        results = evaluate_loader(self.model, self.val_loader, self.device, precision=self.precision)
+        scoring = Scoring(**self.cfg["eval"])
+        results = evaluate_loader(
+            self.model, self.val_loader, self.device, precision=self.precision, score_size=scoring.score_size
+        )
         gathered = dist_utils.gather_objects(results_to_rows(results), self.ctx)
         rows = {row["index"]: row for part in gathered for row in part}
-        metrics = summarize(results_from_rows(rows[i] for i in sorted(rows)))
+        metrics = summarize(results_from_rows(rows[i] for i in sorted(rows)), scoring)
         set_train_mode(self.model, self.frozen)
         return metrics
 

@@ -7,7 +7,9 @@ Usage::
 
 Predictions are the model's inference output (``model(images, ids, mask)``), its logits resized
 bilinearly to each ground truth's own resolution and thresholded at the checkpoint's
-``threshold`` on the target probability. See :mod:`training.metrics` for the metrics.
+``threshold`` on the target probability. ``--paper-code-scoring`` scores as the reference code
+that produced the published tables instead (Pr@t with >=, empty-on-empty IoU 0, scored at the
+input size). See :mod:`training.metrics` for the metrics and the conventions.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from rrsis_geo.models import load_checkpoint, load_tokenizer
 
 from .datasets import build_dataset, collate, detect_format
 from .distributed import pick_device
-from .metrics import SampleResult, markdown_table, score_sample, summarize
+from .metrics import DEFAULT_SCORING, PAPER_CODE_SCORING, SampleResult, Scoring, markdown_table, score_sample, summarize
 
 
 class ShardSampler(Sampler):
@@ -61,6 +63,12 @@ def predict_masks(logits: torch.Tensor, sizes: Sequence[Sequence[int]], threshol
     return masks
 
 
+def resize_mask(mask: Any, size: Sequence[int]) -> torch.Tensor:
+    """A 0/1 mask resized by nearest neighbour to ``size`` (bool)."""
+    tensor = torch.as_tensor(mask).float()[None, None]
+    return F.interpolate(tensor, size=tuple(size), mode="nearest")[0, 0] > 0.5
+
+
 @torch.no_grad()
 def evaluate_loader(
     model: torch.nn.Module,
@@ -69,8 +77,10 @@ def evaluate_loader(
     *,
     precision: str = "fp32",
     threshold: float = 0.5,
+    score_size: str = "ground_truth",
 ) -> List[SampleResult]:
-    """Per-sample results of ``model`` over a loader of items with ``gt_mask``."""
+    """Per-sample results of ``model`` over a loader of items with ``gt_mask``, scored at each
+    truth's size or (``score_size="input"``) at the input size with the truth resized (nearest)."""
     was_training = model.training
     model.eval()
     results: List[SampleResult] = []
@@ -83,6 +93,8 @@ def evaluate_loader(
                     batch["attention_mask"].to(device, non_blocking=True),
                 )
             gts = batch["gt_mask"]
+            if score_size == "input":
+                gts = [resize_mask(gt, logits.shape[-2:]) for gt in gts]
             preds = predict_masks(logits, [gt.shape for gt in gts], threshold)
             for pred, gt, index, category in zip(preds, gts, batch["index"].tolist(), batch["category"]):
                 results.append(score_sample(pred.cpu(), gt, index=index, category=category))
@@ -103,6 +115,7 @@ def evaluate_checkpoint(
     threshold: Optional[float] = None,
     categories: Optional[Sequence[str]] = None,
     image_dir: Optional[str] = None,
+    scoring: Scoring = DEFAULT_SCORING,
 ) -> Dict[str, Any]:
     """Metrics of a checkpoint on one split (plus ``dataset``/``split``/``checkpoint`` fields)."""
     model, config = load_checkpoint(checkpoint)
@@ -117,8 +130,9 @@ def evaluate_checkpoint(
     results = evaluate_loader(
         model, loader, torch_device, precision=precision,
         threshold=float(threshold if threshold is not None else config.get("threshold", 0.5)),
+        score_size=scoring.score_size,
     )
-    metrics = summarize(results)
+    metrics = summarize(results, scoring)
     metrics.update({"dataset": fmt, "data_root": str(data_root), "split": split, "checkpoint": str(checkpoint)})
     metrics["categories_order"] = list(getattr(ds, "vocabulary", []))
     return metrics
@@ -149,6 +163,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--categories", nargs="+", help="category vocabulary for RefSegRS-format per-category IoU")
     parser.add_argument("--image-dir", help="RRSIS-D image directory, when not in the standard place")
     parser.add_argument("--overwrite", action="store_true", help="replace existing --out/--json files")
+    parser.add_argument(
+        "--paper-code-scoring", action="store_true",
+        help="score as the reference code behind the published tables: Pr@t counts IoU >= t, an empty "
+        "prediction of an empty truth scores 0, masks compared at the model's input size",
+    )
     return parser.parse_args(argv)
 
 
@@ -163,6 +182,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             args.checkpoint, args.data_root, args.split,
             dataset=args.dataset, batch_size=args.batch_size, num_workers=args.workers, device=args.device,
             threshold=args.threshold, categories=args.categories, image_dir=args.image_dir,
+            scoring=PAPER_CODE_SCORING if args.paper_code_scoring else DEFAULT_SCORING,
         )
     except RRSISError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -2,10 +2,16 @@
 
 * LAVT / LGCE (``{"logits"}``): cross-entropy on the two-class logits, as LAVT (whose code
   weights background 0.9 and target 1.1: ``loss.class_weights``).
-* BTDNet (``{"logits", "mask_logits", "recon_pred", "recon_target", "recon_mask"}``):
-  CE(main head ``mask_logits``) + 0.6 CE(foreground/background predictor ``logits``)
-  + 0.1 masked MSE(reconstructed object phrase features vs. their targets), the weights of the
-  BTDNet paper.
+* BTDNet (``{"logits", "recon_pred", "recon_target", "recon_mask"}``), the paper's eq. (10)-(14):
+  CE on ``logits``, the (background, target) pair of the Fg-Bg predictor that inference takes the
+  higher of; + ``fg_bg_weight`` (0.6) x the foreground/background supervision, in which each map
+  meets its *own* target (binary cross-entropy of the target map against the mask and of the
+  background map against its complement); + ``recon_weight`` (0.1) x masked MSE of the
+  reconstructed token features against their (stop-gradient) targets. With ``fg_bg_weight: 0``
+  (Table VII) the inference head still learns from the main term.
+* BTDNet checkpoints built with the legacy ``btdnet.mask_head`` also return ``mask_logits``; their
+  loss is the earlier one, kept so that such runs resume unchanged: CE(``mask_logits``)
+  + ``fg_bg_weight`` CE(``logits``) + ``recon_weight`` MSE.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-BTDNET_KEYS = ("mask_logits", "recon_pred", "recon_target", "recon_mask")
+BTDNET_KEYS = ("logits", "recon_pred", "recon_target", "recon_mask")
 
 
 def segmentation_ce(logits: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -29,6 +35,19 @@ def segmentation_ce(logits: torch.Tensor, target: torch.Tensor, weight: Optional
     if logits.shape[-2:] != target.shape[-2:]:
         logits = F.interpolate(logits.float(), size=target.shape[-2:], mode="bilinear", align_corners=False)
     return F.cross_entropy(logits.float(), target.long(), weight=weight)
+
+
+def foreground_background_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Each map of ``[B, 2, h, w]`` (background, target) logits against its own 0/1 target.
+
+    BCE(target map, mask) + BCE(background map, 1 - mask), each averaged over pixels; float32.
+    """
+    if logits.shape[-2:] != target.shape[-2:]:
+        logits = F.interpolate(logits.float(), size=target.shape[-2:], mode="bilinear", align_corners=False)
+    truth = target.float()
+    background = F.binary_cross_entropy_with_logits(logits[:, 0].float(), 1.0 - truth)
+    foreground = F.binary_cross_entropy_with_logits(logits[:, 1].float(), truth)
+    return foreground + background
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -56,16 +75,20 @@ class ReferringSegmentationLoss(nn.Module):
     def forward(self, outputs: Mapping[str, torch.Tensor], target: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """``(total loss, {part name: detached value})`` for one batch."""
         weight = self.class_weights
-        if "mask_logits" in outputs:
-            missing = [k for k in BTDNET_KEYS + ("logits",) if k not in outputs]
+        if "recon_pred" in outputs:
+            missing = [k for k in BTDNET_KEYS if k not in outputs]
             if missing:
-                raise KeyError(f"forward_train returned mask_logits but not {missing}")
-            mask_ce = segmentation_ce(outputs["mask_logits"], target, weight)
-            fg_bg_ce = segmentation_ce(outputs["logits"], target, weight)
+                raise KeyError(f"forward_train returned recon_pred but not {missing}")
             recon = masked_mse(outputs["recon_pred"], outputs["recon_target"].detach(), outputs["recon_mask"])
-            total = mask_ce + self.fg_bg_weight * fg_bg_ce + self.recon_weight * recon
-            parts = {"mask_ce": mask_ce.detach(), "fg_bg_ce": fg_bg_ce.detach(), "recon_mse": recon.detach()}
-            return total, parts
+            if "mask_logits" in outputs:  # legacy layout with the extra mask head
+                mask_ce = segmentation_ce(outputs["mask_logits"], target, weight)
+                fg_bg_ce = segmentation_ce(outputs["logits"], target, weight)
+                total = mask_ce + self.fg_bg_weight * fg_bg_ce + self.recon_weight * recon
+                return total, {"mask_ce": mask_ce.detach(), "fg_bg_ce": fg_bg_ce.detach(), "recon_mse": recon.detach()}
+            main = segmentation_ce(outputs["logits"], target, weight)
+            fg_bg = foreground_background_bce(outputs["logits"], target)
+            total = main + self.fg_bg_weight * fg_bg + self.recon_weight * recon
+            return total, {"ce": main.detach(), "fg_bg_bce": fg_bg.detach(), "recon_mse": recon.detach()}
         if "logits" not in outputs:
             raise KeyError(f"forward_train must return at least 'logits'; got {sorted(outputs)}")
         ce = segmentation_ce(outputs["logits"], target, weight)

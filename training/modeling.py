@@ -6,7 +6,7 @@ exactly what the library serves.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Set
+from typing import Any, Dict, List, Mapping, Optional, Set
 
 import torch
 from torch import nn
@@ -60,6 +60,28 @@ def freeze(model: nn.Module, names: List[str]) -> None:
         if not isinstance(module, nn.Module):
             raise InputError(f"cannot freeze {name!r}: the model has no such submodule")
         for param in module.parameters():
+            param.requires_grad_(False)
+
+
+def freeze_text_layers(model: nn.Module, trainable: Optional[int]) -> None:
+    """Fine-tune only BERT layers ``0 .. trainable-1``: its embeddings and later layers stay fixed.
+
+    The RRSIS/LAVT reference code puts only ``encoder.layer[0:10]`` of BERT-base into the optimizer
+    (``trainable=10``); ``None`` fine-tunes all of it.
+    """
+    if trainable is None:
+        return
+    text = getattr(model, "text_encoder", None)
+    bert = getattr(text, "bert", None)
+    if bert is None:
+        raise InputError("model.text_trainable_layers needs a model with a BERT text encoder")
+    layers = bert.encoder.layer
+    if trainable > len(layers):
+        raise InputError(f"model.text_trainable_layers is {trainable} but the text encoder has {len(layers)} layers")
+    for param in bert.embeddings.parameters():
+        param.requires_grad_(False)
+    for layer in layers[trainable:]:
+        for param in layer.parameters():
             param.requires_grad_(False)
 
 

@@ -20,6 +20,20 @@ Config section ``btdnet``: ``dim`` (decoder width), ``num_heads``, ``bsc_dim`` (
 ``mci_layers``, ``mlp_ratio``, ``dropout``, ``bidirectional`` (false = language-to-vision only),
 ``background_prior`` (false = background tokens without the masked expression), ``categories``
 (category phrases for key-phrase masking; default :data:`DEFAULT_CATEGORIES`).
+
+Paper-fidelity switches (issue 14). Each key's *absence* gives the layout of earlier checkpoints;
+the paper presets set the paper's:
+
+* ``mask_head`` (absent: true) -- an extra convolutional mask head trained beside the Fg-Bg
+  predictor (``mask_logits``); the paper has none (false);
+* ``bsc_layout`` (absent: ``"compact"``; paper: ``"paper"``) -- see :mod:`.bsc`;
+* ``predictor_layout`` (absent: ``"compact"``; paper: ``"paper"``) and ``bg_pool_bins``
+  (``[1, 3, 5]``) -- see :mod:`.twin_decoder`;
+* ``mci_pixel_attention`` (absent: true) -- the pixel self-attention over all scales in each MCI
+  round (the paper's "additionally, we employ multi-scale attention");
+* ``recon_tokens`` (absent: ``"phrase"``; paper: ``"expression"``) -- the tokens the
+  reconstruction loss compares: the key phrase only, or every real token of the expression
+  (eq. 13 sums over the ``N`` tokens of the description).
 """
 
 from __future__ import annotations
@@ -59,6 +73,7 @@ class BTDNet(ReferringSegmentationModel):
         text_split: Sequence[int],
         *,
         text_frozen: bool = False,
+        recon_tokens: str = "phrase",
     ) -> None:
         super().__init__()
         self.vision_encoder = vision_encoder
@@ -70,6 +85,8 @@ class BTDNet(ReferringSegmentationModel):
         self.text_split = list(text_split)
         #: the config's ``text.frozen``: training keeps the text encoder's weights fixed
         self.text_frozen = text_frozen
+        #: ``"phrase"`` or ``"expression"``: which tokens the reconstruction loss compares
+        self.recon_tokens = recon_tokens
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextState:
         phrase = self.phrase_masker(input_ids, attention_mask)
@@ -110,9 +127,10 @@ class BTDNet(ReferringSegmentationModel):
     def forward_train(
         self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> Dict[str, torch.Tensor]:
-        """``logits`` (Fg-Bg predictor, ``[B, 2, H, W]``), ``mask_logits`` (mask head, same shape),
-        ``recon_pred`` and ``recon_target`` (``[B, L, C_text]``) and ``recon_mask`` (``[B, L]`` bool,
-        the key phrase's tokens).
+        """``logits`` (Fg-Bg predictor, ``[B, 2, H, W]``: background, target; the prediction used
+        at inference), ``mask_logits`` (only with the legacy ``mask_head``, same shape),
+        ``recon_pred`` and ``recon_target`` (``[B, L, C_text]``) and ``recon_mask`` (``[B, L]`` bool:
+        the key phrase's tokens, or every real token with ``recon_tokens: expression``).
 
         The reconstruction target is the original expression's token features at BERT's
         embedding layer (word + position + type embeddings, LayerNorm, no dropout), detached: the
@@ -125,13 +143,16 @@ class BTDNet(ReferringSegmentationModel):
         recon = self.reconstruction(text["prior"], out["words"], attention_mask, out["image_tokens"])
         with torch.no_grad():
             target = self.text_encoder.token_features(input_ids)
-        return {
+        recon_mask = text["phrase_mask"] if self.recon_tokens == "phrase" else attention_mask.bool()
+        outputs = {
             "logits": upsample_like(out["logits"], size),
-            "mask_logits": upsample_like(out["mask_logits"], size),
             "recon_pred": recon,
             "recon_target": target.detach(),
-            "recon_mask": text["phrase_mask"],
+            "recon_mask": recon_mask,
         }
+        if "mask_logits" in out:
+            outputs["mask_logits"] = upsample_like(out["mask_logits"], size)
+        return outputs
 
 
 def _fill_phrase_masker(masker: KeyPhraseMasker, config: Mapping[str, Any], categories: Sequence[str]) -> None:
@@ -165,9 +186,12 @@ def build_btdnet(config: Mapping[str, Any], load_pretrained: PretrainedSelection
     bidirectional = bool(option(settings, "bidirectional", True))
     split = split_layers(text.num_layers, settings.get("text_split"))
     bsc_dim = int(option(settings, "bsc_dim", dim))
+    bsc_layout = choice(settings, "bsc_layout", ("compact", "paper"), "compact", where="btdnet")
     correlations = nn.ModuleList(
         [
-            BidirectionalSpatialCorrelation(c, text.hidden_size, bsc_dim, fields, bidirectional=bidirectional)
+            BidirectionalSpatialCorrelation(
+                c, text.hidden_size, bsc_dim, fields, bidirectional=bidirectional, layout=bsc_layout
+            )
             for c in vision.channels
         ]
     )
@@ -182,6 +206,10 @@ def build_btdnet(config: Mapping[str, Any], load_pretrained: PretrainedSelection
         mlp_ratio=mlp_ratio,
         dropout=dropout,
         background_prior=bool(option(settings, "background_prior", True)),
+        mask_head=bool(option(settings, "mask_head", True)),
+        pixel_attention=bool(option(settings, "mci_pixel_attention", True)),
+        predictor_layout=choice(settings, "predictor_layout", ("compact", "paper"), "compact", where="btdnet"),
+        pool_bins=int_list(settings, "bg_pool_bins", [1, 3, 5], where="btdnet"),
     )
     reconstruction = PhraseReconstruction(text.hidden_size, dim, heads, mlp_ratio=mlp_ratio, dropout=dropout)
     categories = [str(c) for c in option(settings, "categories", DEFAULT_CATEGORIES)]
@@ -196,4 +224,5 @@ def build_btdnet(config: Mapping[str, Any], load_pretrained: PretrainedSelection
         masker,
         split,
         text_frozen=bool(section(config, "text").get("frozen", False)),
+        recon_tokens=choice(settings, "recon_tokens", ("phrase", "expression"), "phrase", where="btdnet"),
     )

@@ -13,17 +13,27 @@ deepest feature are enhanced together:
 
 Table III ablations (config ``lgce``): ``language_guidance: false`` replaces the mean word
 feature by a learned token (the module then ignores the text); ``cross_scale: false`` drops
-step 2. ``shallow_stage`` picks the shallow feature (0-based; default 1 = stride 8). The paper's
-equations were lost in extraction and do not say which shallow stage; stride 8 keeps global
-attention affordable at 512 px (64x64 tokens; stride 4 would be 128x128 = 16k tokens per block).
-No position embedding is added: the Swin features carry position, and any input size must work.
+step 2.
+
+Which shallow feature, and position (issue 14). Section IV-C names the four Swin stage outputs
+``F_1..F_4`` and has LGCE take the shallow, *high-resolution* one with ``F_4``; section IV-B
+introduces the Transformer block through ViT, whose tokens carry added position embeddings
+(eq. 1). The paper presets therefore set ``shallow_stage: 0`` (``F_1``, stride 4, the highest
+resolution the encoder has: the small objects the module is for) and ``position_embedding:
+learned`` (ViT's learned embedding, one per scale, sized for ``input_size`` and resampled
+bilinearly for other sizes, added to the pixel tokens before the scale-specific block; the
+language token has none). Both keys are *absent* in earlier checkpoints, which keeps their
+layout: ``shallow_stage`` 1 (stride 8; global attention over 64x64 rather than 128x128 tokens at
+512 px) and no position embedding (the Swin/EfficientNet features carry position implicitly).
+``position_embedding: sine`` (fixed 2-D sine/cosine, no parameters) is offered for any-size use.
 """
 
 from __future__ import annotations
 
-from typing import Any, List, Mapping, Tuple
+from typing import Any, List, Mapping, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from timm.layers import Attention, trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import nn
@@ -31,7 +41,7 @@ from torch import nn
 from ..errors import CheckpointError
 from .base import TextState
 from .lavt import LAVT, build_lavt_parts
-from .layers import flatten_tokens, masked_mean, unflatten_tokens
+from .layers import flatten_tokens, masked_mean, sine_position_embedding, unflatten_tokens
 from .options import option, section
 from .registry import PretrainedSelection
 
@@ -70,8 +80,13 @@ class CrossScaleEnhancement(nn.Module):
         head_dim: int = 32,
         mlp_ratio: float = 4.0,
         dropout: float = 0.0,
+        position_embedding: Optional[str] = None,
+        grids: Tuple[int, int] = (0, 0),
     ) -> None:
         super().__init__()
+        if position_embedding not in (None, "learned", "sine"):
+            raise CheckpointError(f"lgce.position_embedding must be null, 'learned' or 'sine', got {position_embedding!r}")
+        self.position_embedding = position_embedding
         self.language_guidance = language_guidance
         self.cross_scale = cross_scale
         if not language_guidance:
@@ -89,6 +104,26 @@ class CrossScaleEnhancement(nn.Module):
             self.align_to_shallow = nn.Linear(deep_dim, shallow_dim)
             self.fuse_shallow = PreNormSelfAttention(shallow_dim, heads_s, dropout)
             self.fuse_deep = PreNormSelfAttention(deep_dim, heads_d, dropout)
+        if position_embedding == "learned":
+            # ViT's learned embedding, one per scale, on the grid of the configured input size
+            self.grids = tuple(int(g) for g in grids)
+            self.position_shallow = nn.Parameter(torch.zeros(1, shallow_dim, self.grids[0], self.grids[0]))
+            self.position_deep = nn.Parameter(torch.zeros(1, deep_dim, self.grids[1], self.grids[1]))
+            trunc_normal_(self.position_shallow, std=0.02)
+            trunc_normal_(self.position_deep, std=0.02)
+
+    def _position(self, x: torch.Tensor, which: str) -> torch.Tensor:
+        """``x`` (NCHW) plus its scale's position embedding (unchanged without one)."""
+        if self.position_embedding is None:
+            return x
+        height, width = x.shape[-2:]
+        if self.position_embedding == "sine":
+            table = sine_position_embedding(height, width, x.shape[1], device=x.device, dtype=x.dtype)
+            return x + unflatten_tokens(table[None], height, width)
+        table = self.position_shallow if which == "shallow" else self.position_deep
+        if table.shape[-2:] != (height, width):
+            table = F.interpolate(table, size=(height, width), mode="bilinear", align_corners=False)
+        return x + table.to(x.dtype)
 
     def forward(
         self, shallow: torch.Tensor, deep: torch.Tensor, words: torch.Tensor, mask: torch.Tensor
@@ -98,8 +133,8 @@ class CrossScaleEnhancement(nn.Module):
             language = masked_mean(words, mask)
         else:
             language = self.language_token.to(shallow.dtype).expand(shallow.shape[0], -1)
-        xs = torch.cat([flatten_tokens(shallow), self.project_shallow(language)[:, None]], 1)
-        xd = torch.cat([flatten_tokens(deep), self.project_deep(language)[:, None]], 1)
+        xs = torch.cat([flatten_tokens(self._position(shallow, "shallow")), self.project_shallow(language)[:, None]], 1)
+        xd = torch.cat([flatten_tokens(self._position(deep, "deep")), self.project_deep(language)[:, None]], 1)
         xs, xd = self.block_shallow(xs), self.block_deep(xd)
         if self.cross_scale:
             vis_s, lang_s = xs[:, :-1], xs[:, -1:]
@@ -126,13 +161,16 @@ class LGCE(LAVT):
 
 def build_lgce(config: Mapping[str, Any], load_pretrained: PretrainedSelection = False) -> LGCE:
     """LGCE from a config dict: LAVT's sections plus ``lgce`` (``language_guidance``,
-    ``cross_scale``, ``shallow_stage``, ``head_dim``, ``mlp_ratio``, ``dropout``)."""
+    ``cross_scale``, ``shallow_stage``, ``position_embedding``, ``head_dim``, ``mlp_ratio``,
+    ``dropout``)."""
     parts = build_lavt_parts(config, load_pretrained)
     settings = section(config, "lgce", required=False)
     shallow_stage = int(option(settings, "shallow_stage", 1))
     if shallow_stage not in (0, 1, 2):
         raise CheckpointError(f"lgce.shallow_stage must be 0, 1 or 2 (stage 3 is the deep one), got {shallow_stage}")
     channels = parts["vision_encoder"].channels
+    reductions = parts["vision_encoder"].reductions
+    size = int(config.get("input_size") or 512)
     enhancement = CrossScaleEnhancement(
         channels[shallow_stage],
         channels[3],
@@ -142,6 +180,8 @@ def build_lgce(config: Mapping[str, Any], load_pretrained: PretrainedSelection =
         head_dim=int(option(settings, "head_dim", 32)),
         mlp_ratio=float(option(settings, "mlp_ratio", 4.0)),
         dropout=float(option(settings, "dropout", 0.0)),
+        position_embedding=option(settings, "position_embedding", None),
+        grids=(max(1, size // reductions[shallow_stage]), max(1, size // reductions[3])),
     )
     frozen = parts.pop("text_frozen")
     return LGCE(**parts, text_frozen=frozen, enhancement=enhancement, shallow_stage=shallow_stage)

@@ -137,18 +137,26 @@ def _text(bert: Mapping[str, Any], *, pretrained: Optional[str] = None, frozen: 
     return {"type": "bert", "config": dict(bert), "pretrained": pretrained, "tokenizer": MINILM, "frozen": frozen}
 
 
+#: the paper-fidelity switches of issue 14 (their absence keeps the layout of earlier checkpoints)
+_LGCE_PAPER = {"shallow_stage": 0, "position_embedding": "learned"}
+_BTDNET_PAPER = {
+    "mask_head": False, "bsc_layout": "paper", "predictor_layout": "paper", "bg_pool_bins": [1, 3, 5],
+    "mci_pixel_attention": True, "recon_tokens": "expression",
+}
+
+
 def _tiny(architecture: str) -> Dict[str, Any]:
     config = _common(f"tiny-{architecture}", architecture, 64, REFSEGRS_VOCABULARY)
     config.update(vision=dict(_TINY_SWIN), text=_text(_TINY_BERT), fusion={"num_heads": 1, "dropout": 0.0})
     config["decoder"] = {"hidden": 32}
     if architecture == "lgce":
-        config["lgce"] = {"language_guidance": True, "cross_scale": True, "shallow_stage": 1, "head_dim": 16, "dropout": 0.0}
+        config["lgce"] = {"language_guidance": True, "cross_scale": True, "head_dim": 16, "dropout": 0.0, **_LGCE_PAPER}
     if architecture == "btdnet":
         del config["fusion"], config["decoder"]
         config["btdnet"] = {
             "dim": 32, "num_heads": 2, "bsc_dim": 16, "receptive_fields": [1, 3, 5], "text_split": None,
             "num_bg_tokens": 5, "mci_layers": 1, "mlp_ratio": 2.0, "dropout": 0.0, "bidirectional": True,
-            "background_prior": True, "categories": list(ALL_CATEGORIES),
+            "background_prior": True, "categories": list(ALL_CATEGORIES), **_BTDNET_PAPER,
         }
     return config
 
@@ -158,13 +166,13 @@ def _paper(architecture: str) -> Dict[str, Any]:
     config.update(vision=dict(_SWIN_B), text=_text(_BERT_BASE), fusion={"num_heads": 1, "dropout": 0.0})
     config["decoder"] = {"hidden": None}  # stage 4 / 2 = 512, as LAVT
     if architecture == "lgce":
-        config["lgce"] = {"language_guidance": True, "cross_scale": True, "shallow_stage": 1, "head_dim": 32, "dropout": 0.0}
+        config["lgce"] = {"language_guidance": True, "cross_scale": True, "head_dim": 32, "dropout": 0.0, **_LGCE_PAPER}
     if architecture == "btdnet":
         del config["fusion"], config["decoder"]
         config["btdnet"] = {
             "dim": 256, "num_heads": 8, "bsc_dim": 256, "receptive_fields": [1, 3, 5], "text_split": [3, 6, 9, 12],
             "num_bg_tokens": 5, "mci_layers": 3, "mlp_ratio": 4.0, "dropout": 0.0, "bidirectional": True,
-            "background_prior": True, "categories": list(ALL_CATEGORIES),
+            "background_prior": True, "categories": list(ALL_CATEGORIES), **_BTDNET_PAPER,
         }
     return config
 

@@ -3,17 +3,21 @@
 * :class:`ContextIntegrationLayer` -- one round of the multi-scale context integration (MCI): the
   stride-8/16/32 features are projected to a common width and flattened into one token sequence
   (with a sine position and a learned level embedding); the words attend to it (V-L), the pixels
-  attend to the words (L-V), then the pixels of all scales attend to each other (multi-scale
-  attention). The paper repeats this ``N`` times (``mci_layers``).
+  attend to the words (L-V), then (``pixel_attention``, default on) the pixels of all scales
+  attend to each other (multi-scale attention). The paper repeats this ``N`` times
+  (``mci_layers``).
 * :class:`ForegroundBackgroundPredictor` -- target prototype from the words, background prototype
   from ``num_bg_tokens`` learned tokens enriched with the *masked* expression (key phrase removed:
-  what is left describes the surroundings), pooled adaptively into as many bins as tokens. Target
-  and background tokens exchange information, read the image, and are averaged into the two
-  prototypes; each pixel's feature is matched with both (scaled dot product), giving
-  (background, target) logits. Inference takes the higher of the two.
+  what is left describes the surroundings); each pixel's feature is matched with both (scaled dot
+  product), giving (background, target) logits. Inference takes the higher of the two.
+  ``layout="paper"`` (eq. 8-9): the embedded masked expression is pooled adaptively into each of
+  ``pool_bins`` bin counts, each spread over the tokens and added to them; the prototypes are the
+  averaged target (MCI text stream) and background tokens. ``layout="compact"`` (earlier
+  checkpoints): one pooling into as many bins as tokens, then target and background tokens
+  exchange information and read the image (two attention blocks the paper does not describe).
 * :class:`TwinStreamDecoder` -- MCI + pixel decoder (stride-8 output upsampled onto the stride-4
-  stage) + the predictor, and a conventional convolutional mask head trained alongside
-  (``mask_logits``).
+  stage) + the predictor; with ``mask_head`` (earlier checkpoints only) also a convolutional mask
+  head trained alongside (``mask_logits``) but never used at inference.
 * :class:`PhraseReconstruction` -- the dual-modal object learning head: a two-step Transformer
   decoder whose queries are the masked expression's features; it first reads the text stream, then
   the multimodal pixel tokens, and predicts every token's feature; training compares the key
@@ -22,7 +26,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -59,16 +63,22 @@ def masked_adaptive_pool(tokens: torch.Tensor, mask: torch.Tensor, bins: int) ->
 class ContextIntegrationLayer(nn.Module):
     """One MCI round: words <- pixels, pixels <- words, pixels <- pixels (all scales)."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0, *, pixel_attention: bool = True
+    ) -> None:
         super().__init__()
         self.text_from_vision = AttentionBlock(dim, num_heads, cross=True, mlp_ratio=mlp_ratio, dropout=dropout)
         self.vision_from_text = AttentionBlock(dim, num_heads, cross=True, mlp_ratio=mlp_ratio, dropout=dropout)
-        self.vision_multiscale = AttentionBlock(dim, num_heads, cross=False, mlp_ratio=mlp_ratio, dropout=dropout)
+        self.vision_multiscale = (
+            AttentionBlock(dim, num_heads, cross=False, mlp_ratio=mlp_ratio, dropout=dropout) if pixel_attention else None
+        )
 
     def forward(self, pixels: torch.Tensor, words: torch.Tensor, mask: torch.Tensor):
         words = self.text_from_vision(words, pixels)
         pixels = self.vision_from_text(pixels, words, mask)
-        return self.vision_multiscale(pixels), words
+        if self.vision_multiscale is not None:
+            pixels = self.vision_multiscale(pixels)
+        return pixels, words
 
 
 class ForegroundBackgroundPredictor(nn.Module):
@@ -84,14 +94,21 @@ class ForegroundBackgroundPredictor(nn.Module):
         mlp_ratio: float = 4.0,
         dropout: float = 0.0,
         background_prior: bool = True,
+        layout: str = "compact",
+        pool_bins: Sequence[int] = (1, 3, 5),
     ) -> None:
         super().__init__()
+        if layout not in ("compact", "paper"):
+            raise ValueError(f"Fg-Bg predictor layout must be 'compact' or 'paper', not {layout!r}")
+        self.layout = layout
         self.num_bg_tokens = num_bg_tokens
+        self.pool_bins = tuple(int(b) for b in pool_bins)
         self.background_tokens = nn.Parameter(torch.zeros(num_bg_tokens, dim))
         trunc_normal_(self.background_tokens, std=0.02)
         self.prior_embed = nn.Linear(text_dim, dim) if background_prior else None
-        self.token_exchange = AttentionBlock(dim, num_heads, cross=False, mlp_ratio=mlp_ratio, dropout=dropout)
-        self.token_read = AttentionBlock(dim, num_heads, cross=True, mlp_ratio=mlp_ratio, dropout=dropout)
+        if layout == "compact":
+            self.token_exchange = AttentionBlock(dim, num_heads, cross=False, mlp_ratio=mlp_ratio, dropout=dropout)
+            self.token_read = AttentionBlock(dim, num_heads, cross=True, mlp_ratio=mlp_ratio, dropout=dropout)
         self.target_embed = nn.Linear(dim, dim)
         self.background_embed = nn.Linear(dim, dim)
         self.pixel_embed = nn.Conv2d(dim, dim, 1)
@@ -106,6 +123,19 @@ class ForegroundBackgroundPredictor(nn.Module):
         prior: torch.Tensor,
         prior_mask: torch.Tensor,
     ) -> torch.Tensor:
+        if self.layout == "paper":
+            target, background = self._paper_prototypes(words, mask, prior, prior_mask)
+        else:
+            target, background = self._compact_prototypes(image_tokens, words, mask, prior, prior_mask)
+        embedded = self.pixel_embed(pixels)
+        fg = torch.einsum("bchw,bc->bhw", embedded, target) * self.scale
+        bg = torch.einsum("bchw,bc->bhw", embedded, background) * self.scale
+        return torch.stack([bg, fg], 1)
+
+
+    def _compact_prototypes(
+        self, image_tokens: torch.Tensor, words: torch.Tensor, mask: torch.Tensor, prior: torch.Tensor, prior_mask: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         batch, length = words.shape[:2]
         background = self.background_tokens.to(words.dtype).expand(batch, -1, -1)
         if self.prior_embed is not None:
@@ -114,12 +144,22 @@ class ForegroundBackgroundPredictor(nn.Module):
         token_mask = torch.cat([mask.bool(), mask.new_ones(batch, self.num_bg_tokens, dtype=torch.bool)], 1)
         tokens = self.token_exchange(tokens, key_mask=token_mask)
         tokens = self.token_read(tokens, image_tokens)
-        target = self.target_embed(masked_mean(tokens[:, :length], mask))
-        background = self.background_embed(tokens[:, length:].mean(1))
-        embedded = self.pixel_embed(pixels)
-        fg = torch.einsum("bchw,bc->bhw", embedded, target) * self.scale
-        bg = torch.einsum("bchw,bc->bhw", embedded, background) * self.scale
-        return torch.stack([bg, fg], 1)
+        return self.target_embed(masked_mean(tokens[:, :length], mask)), self.background_embed(tokens[:, length:].mean(1))
+
+    def _paper_prototypes(
+        self, words: torch.Tensor, mask: torch.Tensor, prior: torch.Tensor, prior_mask: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Eq. (8)-(9): background tokens = learned tokens + the embedded masked expression pooled
+        adaptively at several bin counts (each spread over the tokens); both prototypes are
+        average-pooled token features, the target's from the MCI text stream."""
+        background = self.background_tokens.to(words.dtype).expand(words.shape[0], -1, -1)
+        if self.prior_embed is not None:
+            embedded = self.prior_embed(prior)
+            for bins in self.pool_bins:
+                pooled = masked_adaptive_pool(embedded, prior_mask, bins)  # [B, bins, C]
+                spread = torch.arange(self.num_bg_tokens, device=words.device) * bins // self.num_bg_tokens
+                background = background + pooled[:, spread]
+        return self.target_embed(masked_mean(words, mask)), self.background_embed(background.mean(1))
 
 
 class TwinStreamDecoder(nn.Module):
@@ -138,6 +178,10 @@ class TwinStreamDecoder(nn.Module):
         mlp_ratio: float = 4.0,
         dropout: float = 0.0,
         background_prior: bool = True,
+        mask_head: bool = True,
+        pixel_attention: bool = True,
+        predictor_layout: str = "compact",
+        pool_bins: Sequence[int] = (1, 3, 5),
     ) -> None:
         super().__init__()
         self.dim = dim
@@ -148,13 +192,18 @@ class TwinStreamDecoder(nn.Module):
         trunc_normal_(self.level_embed, std=0.02)
         self.text_proj = nn.Linear(text_dim, dim)
         self.context = nn.ModuleList(
-            [ContextIntegrationLayer(dim, num_heads, mlp_ratio, dropout) for _ in range(mci_layers)]
+            [
+                ContextIntegrationLayer(dim, num_heads, mlp_ratio, dropout, pixel_attention=pixel_attention)
+                for _ in range(mci_layers)
+            ]
         )
         self.pixel_proj = nn.Sequential(nn.Conv2d(in_channels[0], dim, 1, bias=False), norm2d(norm, dim))
         self.pixel_fuse = ConvNormAct(dim, dim, 3, norm)
-        self.mask_head = nn.Sequential(ConvNormAct(dim, dim, 3, norm), nn.Conv2d(dim, 2, 1))
+        # the extra convolutional head of earlier checkpoints (not in the paper; never used at inference)
+        self.mask_head = nn.Sequential(ConvNormAct(dim, dim, 3, norm), nn.Conv2d(dim, 2, 1)) if mask_head else None
         self.predictor = ForegroundBackgroundPredictor(
-            dim, text_dim, num_bg_tokens, num_heads, mlp_ratio=mlp_ratio, dropout=dropout, background_prior=background_prior
+            dim, text_dim, num_bg_tokens, num_heads, mlp_ratio=mlp_ratio, dropout=dropout,
+            background_prior=background_prior, layout=predictor_layout, pool_bins=pool_bins,
         )
 
     def forward(
@@ -186,7 +235,7 @@ class TwinStreamDecoder(nn.Module):
             "image_tokens": image_tokens,
             "words": words,
         }
-        if with_mask_head:
+        if with_mask_head and self.mask_head is not None:
             out["mask_logits"] = self.mask_head(pixels)
         return out
 

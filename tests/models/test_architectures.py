@@ -18,12 +18,14 @@ TINY = ["tiny-lavt", "tiny-lgce", "tiny-btdnet"]
 
 
 def training_loss(model, images, tokens, target):
-    """The loss the training area uses (BTDNet: mask CE + 0.6 Fg-Bg CE + 0.1 masked reconstruction MSE)."""
+    """The loss the training area uses (BTDNet: CE + 0.6 per-map Fg-Bg BCE + 0.1 masked reconstruction MSE)."""
     out = model.forward_train(images, tokens.input_ids, tokens.attention_mask)
     loss = F.cross_entropy(out["logits"], target)
-    if "mask_logits" in out:
+    if "recon_pred" in out:
         error = ((out["recon_pred"] - out["recon_target"]) ** 2).mean(-1)
-        loss = F.cross_entropy(out["mask_logits"], target) + 0.6 * loss + 0.1 * error[out["recon_mask"]].mean()
+        bce = F.binary_cross_entropy_with_logits
+        fg_bg = bce(out["logits"][:, 1], target.float()) + bce(out["logits"][:, 0], 1.0 - target.float())
+        loss = loss + 0.6 * fg_bg + 0.1 * error[out["recon_mask"]].mean()
     return out, loss
 
 

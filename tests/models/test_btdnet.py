@@ -13,13 +13,27 @@ from rrsis_geo.models.presets import init_checkpoint, preset
 def test_forward_train_outputs(build, make_images, tokens, tokenizer):
     model = build("tiny-btdnet").train()
     out = model.forward_train(make_images(2, 64), tokens.input_ids, tokens.attention_mask)
-    assert set(out) == {"logits", "mask_logits", "recon_pred", "recon_target", "recon_mask"}
-    assert out["logits"].shape == out["mask_logits"].shape == (2, 2, 64, 64)
+    assert set(out) == {"logits", "recon_pred", "recon_target", "recon_mask"}  # no extra mask head
+    assert out["logits"].shape == (2, 2, 64, 64)
     assert out["recon_pred"].shape == out["recon_target"].shape == (2, 20, 32)
     assert out["recon_mask"].dtype == torch.bool and out["recon_mask"].shape == (2, 20)
     assert out["recon_pred"].requires_grad and not out["recon_target"].requires_grad
-    masked = [tokenizer.convert_ids_to_tokens(ids[m].tolist()) for ids, m in zip(tokens.input_ids, out["recon_mask"])]
+    # the paper preset reconstructs every real token of the expression (eq. 13)
+    assert torch.equal(out["recon_mask"], tokens.attention_mask.bool())
+    phrase = model.encode_text(tokens.input_ids, tokens.attention_mask)["phrase_mask"]
+    masked = [tokenizer.convert_ids_to_tokens(ids[m].tolist()) for ids, m in zip(tokens.input_ids, phrase)]
     assert masked == [["vehicle"], ["building"]]
+
+
+def test_legacy_layout_keeps_the_mask_head_and_phrase_reconstruction(build, make_images, tokens):
+    config = preset("tiny-btdnet")
+    for key in ("mask_head", "bsc_layout", "predictor_layout", "bg_pool_bins", "mci_pixel_attention", "recon_tokens"):
+        del config["btdnet"][key]
+    model = build(config).train()
+    out = model.forward_train(make_images(2, 64), tokens.input_ids, tokens.attention_mask)
+    assert set(out) == {"logits", "mask_logits", "recon_pred", "recon_target", "recon_mask"}
+    phrase = model.encode_text(tokens.input_ids, tokens.attention_mask)["phrase_mask"]
+    assert torch.equal(out["recon_mask"], phrase)
 
 
 def test_inference_uses_the_fg_bg_predictor(build, make_images, tokens):
@@ -29,7 +43,6 @@ def test_inference_uses_the_fg_bg_predictor(build, make_images, tokens):
         train_out = model.forward_train(images, tokens.input_ids, tokens.attention_mask)
         logits = model(images, tokens.input_ids, tokens.attention_mask)
     torch.testing.assert_close(logits, train_out["logits"])
-    assert not torch.allclose(logits, train_out["mask_logits"])
 
 
 def test_text_state_holds_the_masked_expression(build, tokens):

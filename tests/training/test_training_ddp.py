@@ -8,7 +8,12 @@ models whose output for one sample does not depend on the other samples of the b
 normalises with per-process batch statistics and breaks it by construction, so the test model
 uses GroupNorm (``decoder_norm: group`` for the LAVT decoder of tiny LGCE); dropout must be zero
 (as in the tiny presets) or the processes would draw different masks; and class-weighted CE (a
-weighted mean whose normaliser differs per process) is left off.
+weighted mean whose normaliser differs per process) is left off. The enhancement runs in the
+stride-8 layout (``lgce.shallow_stage: 1``): with the paper's stride-4 feature *and* learned
+position embeddings the two trajectories still agree to 1e-4 for three steps but then drift apart
+to 1.4e-3 by the sixth (measured, issue 14), while one process is bit-stable across thread counts;
+that layout amplifies summation-order noise faster, which says nothing about the DDP plumbing
+this test is for.
 
 The weights themselves are not compared element by element: parameters whose gradient is zero in
 exact arithmetic (attention key biases: softmax ignores a shift common to all keys) get float noise
@@ -38,7 +43,9 @@ def _losses(run: Path):
 
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path, shapes_root):
-    cfg = tiny_training_config(shapes_root, tiny_lgce(32), train={"epochs": 3, "batch_size": 4})
+    model = tiny_lgce(32)
+    model["overrides"]["lgce"] = {"shallow_stage": 1}
+    cfg = tiny_training_config(shapes_root, model, train={"epochs": 3, "batch_size": 4})
     config = write_config(tmp_path / "ddp.yaml", cfg)
 
     assert train_main(["--config", str(config), "--out", str(tmp_path / "one")]) == 0

@@ -13,6 +13,7 @@ from rrsis_geo.models import build_model, load_checkpoint
 from rrsis_geo.models.presets import preset
 from training.config import validate
 from training.losses import ReferringSegmentationLoss, masked_mse
+from training.modeling import freeze_text_layers
 from training.optim import PolySchedule, build_optimizer
 from training.train import main as train_main
 from training_testdata import tiny_lgce, tiny_training_config, write_config
@@ -30,7 +31,30 @@ def test_lavt_loss_is_pixel_cross_entropy():
     assert set(parts) == {"ce"}
 
 
-def test_btdnet_loss_weights():
+def test_btdnet_loss_is_main_ce_plus_each_map_against_its_own_target():
+    # the paper's eq. (10)-(14): CE of the (background, target) pair used at inference, + 0.6 x
+    # BCE(target map, mask) + BCE(background map, 1 - mask), + 0.1 x reconstruction MSE
+    target = torch.tensor([[[0, 1], [1, 1]]])
+    logits = torch.zeros(1, 2, 2, 2)
+    logits[:, 1] = 100.0  # target map sure everywhere; background map at 0 (p = 0.5)
+    pred = torch.zeros(1, 3, 2)
+    outputs = {"logits": logits, "recon_pred": pred, "recon_target": pred + 1.0,
+               "recon_mask": torch.tensor([[True, True, False]])}
+    loss, parts = ReferringSegmentationLoss()(outputs, target)
+    assert set(parts) == {"ce", "fg_bg_bce", "recon_mse"}
+    assert parts["ce"].item() == pytest.approx(25.0, rel=1e-4)  # the one background pixel: CE 100 / 4
+    # target map: BCE 100 on the background pixel / 4 = 25; background map: log 2 everywhere
+    assert parts["fg_bg_bce"].item() == pytest.approx(25.0 + math.log(2), rel=1e-4)
+    assert parts["recon_mse"].item() == pytest.approx(1.0)
+    assert loss.item() == pytest.approx(25.0 + 0.6 * (25.0 + math.log(2)) + 0.1, rel=1e-4)
+    # the two maps are supervised separately: shifting both by the same amount leaves the softmax
+    # CE unchanged but not the fg/bg term
+    shifted, shifted_parts = ReferringSegmentationLoss()(dict(outputs, logits=logits - 50.0), target)
+    assert shifted_parts["ce"].item() == pytest.approx(parts["ce"].item(), rel=1e-5)
+    assert shifted_parts["fg_bg_bce"].item() != pytest.approx(parts["fg_bg_bce"].item(), rel=1e-2)
+
+
+def test_legacy_btdnet_loss_weights():
     target = torch.tensor([[[0, 1], [1, 1]]])
     main_logits = torch.zeros(1, 2, 2, 2)  # CE = log 2 everywhere
     fg_bg = torch.zeros(1, 2, 2, 2)
@@ -63,6 +87,21 @@ def test_parameter_groups_learning_rates_and_frozen_modules():
     vision = {id(p) for p in model.vision_encoder.parameters()}
     assert vision <= {id(p) for g in opt.param_groups if g["name"].startswith("encoder") for p in g["params"]}
     assert all(p.ndim > 1 for p in groups["head/decay"]["params"])
+
+
+def test_text_trainable_layers_fine_tunes_only_the_first_bert_layers():
+    # the RRSIS/LAVT code optimises BERT layers 0-9 of 12; tiny BERT has 4: keep layers 0-2
+    model = build_model(preset("tiny-lgce"))
+    freeze_text_layers(model, 3)
+    bert = model.text_encoder.bert
+    assert not any(p.requires_grad for p in bert.embeddings.parameters())
+    assert all(p.requires_grad for layer in bert.encoder.layer[:3] for p in layer.parameters())
+    assert not any(p.requires_grad for p in bert.encoder.layer[3].parameters())
+    in_optimizer = {id(p) for g in build_optimizer(model, {"lr": 1e-3, "weight_decay": 0.0}).param_groups for p in g["params"]}
+    assert id(bert.encoder.layer[3].attention.self.query.weight) not in in_optimizer
+    assert id(bert.encoder.layer[0].attention.self.query.weight) in in_optimizer
+    with pytest.raises(InputError, match="text_trainable_layers"):
+        freeze_text_layers(build_model(preset("tiny-lgce")), 5)
 
 
 def test_poly_schedule_per_iteration():
@@ -167,7 +206,7 @@ def test_full_model_config_and_btdnet_loss_parts(tmp_path, shapes_root):
     cfg = tiny_training_config(shapes_root, model, train={"epochs": 1})
     assert _run(tmp_path, cfg, "btdnet") == 0
     header = (tmp_path / "btdnet" / "iterations.csv").read_text().splitlines()[0].split(",")
-    assert header[:6] == ["epoch", "iteration", "loss", "mask_ce", "fg_bg_ce", "recon_mse"]
+    assert header[:6] == ["epoch", "iteration", "loss", "ce", "fg_bg_bce", "recon_mse"]
     assert "lr_encoder_decay" in header and "lr_head_decay" in header
 
 

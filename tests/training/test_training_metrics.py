@@ -4,8 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from training.evaluate import predict_masks
-from training.metrics import EMPTY_IOU, SampleResult, markdown_table, score_sample, summarize
+from training.evaluate import predict_masks, resize_mask
+from training.metrics import (
+    EMPTY_IOU,
+    PAPER_CODE_SCORING,
+    SampleResult,
+    Scoring,
+    markdown_table,
+    score_sample,
+    summarize,
+)
 
 
 def masks(*rows):
@@ -91,3 +99,23 @@ def test_predictions_are_scored_at_ground_truth_resolution():
     (pred,) = predict_masks(logits, [(4, 6)])
     assert pred.shape == (4, 6)
     assert pred[:, :3].all() and not pred[:, 3:].any()
+
+
+def test_reference_code_conventions_are_switches():
+    # IoUs 1/2 (exactly on the 0.5 threshold), 1 and an empty prediction of an empty truth
+    results = [SampleResult(0, "a", 1, 2), SampleResult(1, "a", 3, 3), SampleResult(2, "b", 0, 0)]
+    default = summarize(results)
+    assert default["Pr@0.5"] == pytest.approx(2 / 3) and default["mIoU"] == pytest.approx(2.5 / 3)
+    code = summarize(results, PAPER_CODE_SCORING)
+    assert code["Pr@0.5"] == pytest.approx(2 / 3)  # 0.5 passes (>=), the empty sample fails (IoU 0)
+    assert code["mIoU"] == pytest.approx(1.5 / 3)
+    assert summarize(results, Scoring(pr_inclusive=True))["Pr@0.5"] == 1.0
+    with pytest.raises(ValueError, match="score_size"):
+        Scoring(score_size="native")
+
+
+def test_truth_resized_to_the_input_size_by_nearest_neighbour():
+    truth = torch.zeros(8, 12, dtype=torch.bool)
+    truth[:, :6] = True
+    small = resize_mask(truth, (4, 4))
+    assert small.dtype == torch.bool and small[:, :2].all() and not small[:, 2:].any()

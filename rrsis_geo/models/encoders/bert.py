@@ -15,7 +15,7 @@ from typing import Any, Iterator, List, Mapping, Optional
 import torch
 from torch import nn
 
-from ...errors import CheckpointError
+from ...errors import CheckpointError, DependencyError
 from ..options import option
 
 
@@ -55,7 +55,8 @@ class BertTextEncoder(nn.Module):
         """The attention mask in the form BERT's layers take (as ``BertModel.forward`` builds it)."""
         from transformers.masking_utils import create_bidirectional_mask
 
-        return create_bidirectional_mask(config=self.bert.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        # positional: the keyword is ``input_embeds`` in transformers 5.0 and ``inputs_embeds`` later
+        return create_bidirectional_mask(self.bert.config, hidden, attention_mask)
 
     def run_layers(self, hidden: torch.Tensor, layer_mask: Optional[torch.Tensor], start: int, stop: int) -> torch.Tensor:
         """Apply layers ``start .. stop-1`` to ``hidden``."""
@@ -120,6 +121,28 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+#: the oldest transformers this encoder works with: ``create_bidirectional_mask`` and BERT layers
+#: that return a tensor came with 5.0 (tested against 5.0.0 and the pinned version)
+MIN_TRANSFORMERS = (5, 0)
+
+
+def require_transformers(version: Optional[str] = None) -> None:
+    """Raise :class:`DependencyError` with an upgrade hint when transformers is older than 5.0."""
+    if version is None:
+        import transformers
+
+        version = transformers.__version__
+    parts = []
+    for piece in version.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    if tuple(parts) < MIN_TRANSFORMERS:
+        raise DependencyError(
+            f"rrsis needs transformers >= {MIN_TRANSFORMERS[0]}.{MIN_TRANSFORMERS[1]} for its BERT encoder, "
+            f"but this Python has {version}; upgrade it with: pip install 'transformers>=5'"
+        )
+
+
 def build_bert(settings: Mapping[str, Any], pretrained_path: Optional[Path] = None, config_path: Optional[Path] = None) -> BertTextEncoder:
     """A BERT encoder from a ``text`` config section.
 
@@ -127,6 +150,7 @@ def build_bert(settings: Mapping[str, Any], pretrained_path: Optional[Path] = No
     ``BertModel.from_pretrained``, offline; every encoder tensor must be in it. ``config_path`` is
     only used to read the architecture when the section has no ``config`` dict.
     """
+    require_transformers()
     from transformers import BertModel
 
     kind = option(settings, "type", "bert", where="text")
