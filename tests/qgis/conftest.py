@@ -5,6 +5,10 @@ QGIS settings are never touched) serves the whole session, with Processing initi
 QGIS desktop is replaced by :class:`rrsis_qgis.standalone.MiniDesktop` (real main window,
 canvas and message bar).
 
+The plugin runs the library in a worker process: here the interpreter running the tests
+(``$RRSIS_PYTHON``), with this folder on its ``PYTHONPATH`` and ``brightness_model`` imported as
+an extension so that it knows the test architecture.
+
 Models: ``bright_checkpoint`` is a checkpoint of a test architecture whose output is known —
 the target probability is a steep function of pixel brightness — so that tests can check where
 polygons land; ``tiny_checkpoint`` is the library's random-initialised ``tiny-lgce`` preset.
@@ -34,6 +38,11 @@ if QGIS_IMPORT_ERROR is None:
     from plugin_test_helpers import SCENE_CRS, brightness_checkpoint, register_brightness_architecture, write_scene
 
 PROCESSING_PLUGINS = "/usr/share/qgis/python/plugins"
+HERE = Path(__file__).resolve().parent
+
+os.environ["RRSIS_PYTHON"] = sys.executable
+os.environ["RRSIS_EXTENSIONS"] = "brightness_model"
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
 
 
 def pytest_collection_modifyitems(config, items):
