@@ -178,13 +178,16 @@ class WorkerRun:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        for reader in self._readers:
-            reader.join(5.0)  # a grandchild holding the pipes open must not hang QGIS
-        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
-            try:
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+        for reader, stream in zip(self._readers, (self.process.stdout, self.process.stderr)):
+            reader.join(2.0)
+            # a grandchild of the worker may still hold the pipe: closing it under a blocked
+            # reader would wait for that grandchild, so such a pipe is left to its daemon reader
+            if not reader.is_alive():
                 stream.close()
-            except OSError:
-                pass
 
     def _send_request(self) -> None:
         try:
