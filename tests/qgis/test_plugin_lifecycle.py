@@ -193,3 +193,37 @@ def test_panel_reports_the_worker_and_greys_the_gpu_without_cuda(plugin):
     gpu = dock.device_combo.model().item(2)
     assert gpu.isEnabled() == (len(hello["devices"]) > 1)
     assert "worker Python" not in dock.run_button.toolTip()  # the worker is not what blocks Run
+
+
+@pytest.mark.slow
+def test_install_now_creates_the_managed_environment_and_the_dock_uses_it(desktop, monkeypatch, tmp_path):
+    """Install now, end to end but offline: the venv is really created from a Python found on
+    this machine; pip runs with --no-index on a package the venv already has (pip), so nothing is
+    downloaded. The dock then finds the new environment, probes it and lists what it lacks."""
+    from plugin_test_helpers import wait_for
+
+    if deps.find_base_python() is None:
+        pytest.skip("no Python >= 3.10 with venv on PATH")
+    venv = tmp_path / "managed" / "venv"
+    monkeypatch.delenv(deps.ENV)
+    monkeypatch.setattr(deps, "managed_venv_dir", lambda: venv)
+    monkeypatch.setattr(deps, "PACKAGES", ["--no-index", "pip"])
+    plugin = rrsis_qgis.classFactory(desktop)
+    plugin.initGui()
+    try:
+        dock = plugin.dock
+        plugin.action.trigger()
+        panel = dock.deps_panel
+        assert panel.install_button.isVisible() and not dock.run_button.isEnabled()
+        panel.install_button.click()
+        (ok,) = wait_for(panel.runner.finished, 240)
+        log = panel.log.toPlainText()
+        assert ok, log
+        assert f"-m venv {venv}" in log and "pip install --upgrade --no-index pip" in log
+        python, hello = wait_for(dock.probe.result, 120)  # the dock re-checks after the install
+        QgsApplication.processEvents()
+        assert python == str(deps.venv_python(venv)) and dock.python_choice.source == "managed"
+        assert hello["type"] == "hello" and "torch" in hello["missing"]  # offline: only pip is there
+        assert "torch" in panel.explanation.text() and not dock.run_button.isEnabled()
+    finally:
+        plugin.unload()
