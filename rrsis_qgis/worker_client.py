@@ -60,17 +60,23 @@ def worker_argv(python: str, *, probe: bool = False) -> List[str]:
     return [python, "-m", "rrsis_qgis.worker"] + (["--probe"] if probe else [])
 
 
+#: Extra ``PYTHONPATH`` entries for the worker (os.pathsep-separated), e.g. where the modules
+#: named in ``$RRSIS_EXTENSIONS`` live.
+EXTRA_PATH_ENV = "RRSIS_WORKER_PATH"
+
+
 def worker_env(base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """The worker's environment: the plugin's parent folder first on ``PYTHONPATH``.
+    """The worker's environment: ``PYTHONPATH`` is the plugin's parent folder (+ ``$RRSIS_WORKER_PATH``).
 
     That folder holds ``rrsis_qgis`` (the worker module; its ``libs/`` carries the bundled
-    library); a ``PYTHONPATH`` already set is kept after it. ``PYTHONHOME`` (set by some QGIS
-    builds for their own Python) would point another interpreter at the wrong standard library.
+    library). QGIS's own ``PYTHONPATH``/``PYTHONHOME`` (set by the Windows and macOS builds for
+    their Python) are not passed on: they would point another interpreter at packages built
+    for a different Python.
     """
     env = dict(os.environ if base is None else base)
     env.pop("PYTHONHOME", None)
-    inherited = env.get("PYTHONPATH", "")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PLUGIN_DIR.parent), inherited) if p)
+    extra = env.get(EXTRA_PATH_ENV, "")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PLUGIN_DIR.parent), extra) if p)
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("PYTHONIOENCODING", "utf-8")
     return env
@@ -153,6 +159,11 @@ class WorkerRun:
     @property
     def pid(self) -> Optional[int]:
         return self.process.pid if self.process is not None else None
+
+    @property
+    def returncode(self) -> Optional[int]:
+        """The worker's exit status once it ended (130: stopped on request; negative: a signal)."""
+        return self.process.returncode if self.process is not None else None
 
     # ---- plumbing ------------------------------------------------------------------------
     def _read_stdout(self, stream: IO[bytes]) -> None:

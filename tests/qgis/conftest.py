@@ -6,7 +6,7 @@ QGIS desktop is replaced by :class:`rrsis_qgis.standalone.MiniDesktop` (real mai
 canvas and message bar).
 
 The plugin runs the library in a worker process: here the interpreter running the tests
-(``$RRSIS_PYTHON``), with this folder on its ``PYTHONPATH`` and ``brightness_model`` imported as
+(``$RRSIS_PYTHON``), with this folder on its ``PYTHONPATH`` (``$RRSIS_WORKER_PATH``) and ``brightness_model`` imported as
 an extension so that it knows the test architecture.
 
 Models: ``bright_checkpoint`` is a checkpoint of a test architecture whose output is known —
@@ -42,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 
 os.environ["RRSIS_PYTHON"] = sys.executable
 os.environ["RRSIS_EXTENSIONS"] = "brightness_model"
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
+os.environ["RRSIS_WORKER_PATH"] = str(HERE)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -99,7 +99,7 @@ def start_run(name, on_progress=None, on_done=None):
 
     def finished(outcome):
         dock.run_finished.disconnect(finished)
-        REPORT["steps"][name].update(describe(outcome), worker_pid=task.worker_pid)
+        REPORT["steps"][name].update(describe(outcome), worker_pid=task.worker_pid, exit=task.worker.returncode)
         later(0, lambda: on_done(task))
 
     task.progressChanged.connect(progressed)

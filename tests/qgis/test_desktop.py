@@ -63,7 +63,7 @@ def _install(plugin_zip: Path, profile: Path) -> Path:
 
 def _env(tmp: Path) -> dict:
     """QGIS's environment: the worker on this interpreter; nothing of this checkout on sys.path."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RRSIS_EXTENSIONS", "QT_QPA_PLATFORM")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RRSIS_EXTENSIONS", "RRSIS_WORKER_PATH", "QT_QPA_PLATFORM")}
     env.update(RRSIS_PYTHON=sys.executable, TMPDIR=str(tmp), HOME=str(tmp), XDG_RUNTIME_DIR=str(tmp))
     return env
 
@@ -126,6 +126,7 @@ def test_cancel_in_the_desktop_leaves_nothing(desktop_report):
     assert cancel["output_folder"] == []
     assert cancel["workdirs"] == []
     assert cancel["worker_alive"] is False
+    assert cancel["exit"] == 130  # the worker stopped by itself between batches (SIGTERM), not killed
 
 
 def test_killed_worker_is_a_message_and_the_next_run_works(desktop_report):
@@ -134,6 +135,7 @@ def test_killed_worker_is_a_message_and_the_next_run_works(desktop_report):
     assert "stopped unexpectedly" in kill["message"] and "SIGKILL" in kill["message"]
     assert any("stopped unexpectedly" in text for text in kill["bar"])
     assert kill["worker_alive"] is False and kill["workdirs"] == []
+    assert kill["exit"] == -9
     again = desktop_report["steps"]["again"]
     assert again["status"] == "ok", again["message"]
     assert again["layers"][0]["features"] > 0

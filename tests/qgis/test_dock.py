@@ -168,6 +168,7 @@ def test_cancel_stops_the_task_and_leaves_nothing(desktop, dock, tmp_path, slow_
     (outcome,) = wait_for(dock.run_finished)
 
     assert outcome.status == "cancelled", outcome.message
+    assert task.worker.returncode == 130  # the worker stopped between batches, it was not killed
     assert set(QgsProject.instance().mapLayers()) == layers_before
     assert list(output.parent.iterdir()) == []
     assert not workdir.exists()
