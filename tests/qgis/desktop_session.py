@@ -112,7 +112,9 @@ def step_run():
     project.addMapLayer(layer)
     iface.setActiveLayer(layer)
     iface.mapCanvas().setExtent(layer.extent())
+    iface.mainWindow().resize(1600, 1000)  # the Xvfb screen; no window manager maximises it
     plugin.action.trigger()  # the toolbar button opens the dock
+    dock.advanced.setCollapsed(False)  # the screenshot shows the Worker Python field too
     dock.expression_edit.setText(CONFIG["expression"])
     start_run("run", on_done=lambda task: later(3000, screenshot))
 

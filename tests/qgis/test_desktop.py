@@ -85,7 +85,7 @@ def desktop_report(plugin_zip, tmp_path_factory) -> dict:
     (root / "config.json").write_text(json.dumps(config))
     env = dict(_env(tmp), RRSIS_DESKTOP_TEST=str(root / "config.json"))
     argv = [
-        xvfb_run, "-a", "-s", "-screen 0 1600x1000x24", qgis, "--nologo", "--noversioncheck",
+        xvfb_run, "-a", "-s", "-screen 0 1600x1050x24", qgis, "--nologo", "--noversioncheck",
         "--profiles-path", str(profiles), "--code", str(SESSION_SCRIPT),
     ]
     process = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=480, cwd=root)

@@ -83,20 +83,27 @@ def test_without_a_worker_python_the_dock_explains_and_installs_nothing(desktop,
         plugin.unload()
 
 
-def test_a_python_without_the_packages_is_reported(desktop, monkeypatch):
-    """The system Python (no torch): the probe lists what is missing and Run stays off."""
+def test_a_python_without_the_packages_is_reported(desktop):
+    """The system Python (no torch) set in Advanced → Worker Python: it takes precedence over
+    $RRSIS_PYTHON, the probe lists what is missing and Run stays off."""
+    from qgis.core import QgsSettings
+
     from plugin_test_helpers import wait_for
 
     system = "/usr/bin/python3"
     if not Path(system).is_file():
         pytest.skip("no /usr/bin/python3")
-    monkeypatch.setenv(deps.ENV, system)
     plugin = rrsis_qgis.classFactory(desktop)
     plugin.initGui()
     try:
         dock = plugin.dock
         plugin.action.trigger()
+        dock.python_widget.setFilePath(system)
+        assert QgsSettings().value(deps.SETTING) == system
+        assert dock.python_choice == deps.PythonChoice(system, "setting")
         python, hello = wait_for(dock.probe.result, 120)
+        while python != system:  # the answer about $RRSIS_PYTHON, probed when the dock opened
+            python, hello = wait_for(dock.probe.result, 120)
         QgsApplication.processEvents()
         assert python == system and hello["type"] == "hello"
         if not hello["missing"]:
@@ -108,6 +115,7 @@ def test_a_python_without_the_packages_is_reported(desktop, monkeypatch):
         assert panel.install_button.isVisible()
         assert not dock.run_button.isEnabled()
     finally:
+        QgsSettings().setValue(deps.SETTING, "")
         plugin.unload()
 
 
