@@ -89,6 +89,9 @@ def _popen(argv: List[str], **kwargs: Any) -> subprocess.Popen:
             env=worker_env(),
             cwd=tempfile.gettempdir(),  # never in the user's project folder
             creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),  # no console window on Windows
+            # its own process group: a kill reaches whatever the worker started, and a Ctrl-C
+            # in the terminal QGIS runs from is QGIS's business, not the worker's
+            start_new_session=os.name == "posix",
             **kwargs,
         )
     except OSError as exc:
@@ -187,7 +190,7 @@ class WorkerRun:
     def _close(self) -> None:
         """Never leave a worker or its pipes behind (also after an error on our side)."""
         if self.process.poll() is None:
-            self.process.kill()
+            self.kill()
             self.process.wait()
         try:
             self.process.stdin.close()
@@ -219,10 +222,21 @@ class WorkerRun:
         if os.name == "posix" and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)  # on Windows closing stdin is the polite way
 
+    def kill(self) -> None:
+        """Kill the worker and its process group at once (no clean-up: the last resort)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        if os.name == "posix":
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                return
+            except OSError:
+                pass
+        self.process.kill()
+
     def _kill_if_overdue(self) -> None:
         if self._cancel_deadline is not None and time.monotonic() > self._cancel_deadline:
-            if self.process.poll() is None:
-                self.process.kill()
+            self.kill()
 
     # ---- the run -------------------------------------------------------------------------
     def run(self) -> Dict[str, Any]:
@@ -261,7 +275,7 @@ class WorkerRun:
     def _greet(self, msg: Dict[str, Any]) -> None:
         problem = protocol.check_hello(msg)
         if problem:
-            self.process.kill()
+            self.kill()
             raise WorkerFailure("protocol", problem)
         self.hello = msg
         self._send_request()
@@ -273,7 +287,7 @@ class WorkerRun:
             if self.should_cancel():
                 self.cancel()
             if time.monotonic() > deadline:
-                self.process.kill()
+                self.kill()
             time.sleep(0.05)
         return self.process.returncode
 
