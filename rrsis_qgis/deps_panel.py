@@ -105,6 +105,12 @@ class DependencyPanel(QFrame):
                 f"${deps.ENV} are empty).",
                 True,
             )
+        elif not hello.get("rrsis"):
+            self._explain(
+                f"This Python cannot import the rrsis library bundled with the plugin ({hello.get('rrsis_error')}); "
+                "reinstall the plugin from its zip.",
+                False,
+            )
         else:
             self._explain("", False)
 

@@ -3,7 +3,7 @@
 One ``QgsApplication`` (GUI enabled, offscreen platform, a throw-away profile so that the user's
 QGIS settings are never touched) serves the whole session, with Processing initialised. The
 QGIS desktop is replaced by :class:`rrsis_qgis.standalone.MiniDesktop` (real main window,
-canvas and message bar).
+canvas and message bar); test_desktop.py runs the real ``qgis.bin`` and ``qgis_process.bin``.
 
 The plugin runs the library in a worker process: here the interpreter running the tests
 (``$RRSIS_PYTHON``), with this folder on its ``PYTHONPATH`` (``$RRSIS_WORKER_PATH``) and ``brightness_model`` imported as

@@ -235,3 +235,18 @@ def test_install_now_creates_the_managed_environment_and_the_dock_uses_it(deskto
         assert "torch" in panel.explanation.text() and not dock.run_button.isEnabled()
     finally:
         plugin.unload()
+
+
+def test_panel_explains_a_worker_that_cannot_import_the_library(qgis_app):
+    from rrsis_qgis.deps_panel import DependencyPanel, usable
+
+    hello = {
+        "type": "hello", "protocol": 1, "python": "/opt/py/bin/python3", "python_version": "3.12.1",
+        "rrsis": None, "rrsis_error": "No module named 'rrsis_geo'", "missing": [], "torch": "2.5.0", "devices": ["cpu"],
+    }
+    panel = DependencyPanel()
+    panel.show_probe(deps.PythonChoice("/opt/py/bin/python3", "setting"), hello)
+    assert not usable(hello)
+    assert "rrsis library not found" in panel.summary.text() and "torch 2.5.0 (CPU build)" in panel.summary.text()
+    assert "cannot import the rrsis library" in panel.explanation.text() and "No module named" in panel.explanation.text()
+    assert not panel.install_button.isVisibleTo(panel)  # installing packages would not help
