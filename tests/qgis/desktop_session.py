@@ -1,8 +1,8 @@
 """Runs inside the real QGIS desktop (``qgis.bin --code THIS``), started by test_desktop.py.
 
 It drives the installed plugin's dock like a user: (1) a run on the sample scene, then a
-screenshot of the main window; (2) a run cancelled once tiles are being processed; (3) a run
-whose worker is killed (SIGKILL) mid-run; (4) one more run. Then it writes what it saw to the
+screenshot of the main window; (2) a run on a larger scene cancelled once tiles are being
+processed; (3) a run whose worker is killed (SIGKILL) mid-run; (4) one more run on the sample. Then it writes what it saw to the
 JSON report named in ``$RRSIS_DESKTOP_TEST`` and makes QGIS exit by itself (``os._exit``: no
 "save the project?" question). A watchdog ends the session if a step hangs.
 """
@@ -127,6 +127,10 @@ def screenshot():
 
 
 def step_cancel():
+    big = QgsRasterLayer(CONFIG["big_scene"], "big")  # long enough to be stopped mid-way
+    assert big.isValid(), CONFIG["big_scene"]
+    project.addMapLayer(big)
+    dock.layer_combo.setLayer(big)
     dock.file_radio.setChecked(True)
     dock.output_widget.setFilePath(CONFIG["cancel_output"])
     start_run("cancel", on_progress=lambda task: dock.cancel_button.click(), on_done=after_cancel)
@@ -143,6 +147,7 @@ def after_cancel(task):
 
 def after_kill(task):
     REPORT["steps"]["kill"]["worker_alive"] = _alive(task.worker_pid)
+    dock.layer_combo.setLayer(project.mapLayersByName("dubai_sample")[0])
     start_run("again", on_done=lambda task: finish())
 
 

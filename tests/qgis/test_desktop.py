@@ -68,6 +68,20 @@ def _env(tmp: Path) -> dict:
     return env
 
 
+def _tiled_sample(path: Path, times: int = 3) -> Path:
+    """The sample repeated ``times`` × ``times`` (same grid origin and pixel size): a run long
+    enough to be cancelled or killed mid-way on any machine."""
+    import numpy as np
+    import rasterio
+
+    with rasterio.open(SAMPLE) as src:
+        data, profile = src.read(), src.profile
+    profile.update(width=src.width * times, height=src.height * times, tiled=True, blockxsize=256, blockysize=256)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.tile(data, (1, times, times)))
+    return path
+
+
 @pytest.fixture(scope="module")
 def desktop_report(plugin_zip, tmp_path_factory) -> dict:
     """One desktop session (run, cancel, kill the worker, run again); what its script saw."""
@@ -79,7 +93,8 @@ def desktop_report(plugin_zip, tmp_path_factory) -> dict:
         folder.mkdir()
     installed = _install(plugin_zip, profiles / "profiles" / "default")
     config = {
-        "scene": str(SAMPLE), "expression": "water", "report": str(root / "report.json"),
+        "scene": str(SAMPLE), "big_scene": str(_tiled_sample(root / "big.tif")), "expression": "water",
+        "report": str(root / "report.json"),
         "screenshot": str(root / "dock.png"), "cancel_output": str(out / "cancelled.gpkg"), "timeout_s": 420,
     }
     (root / "config.json").write_text(json.dumps(config))
