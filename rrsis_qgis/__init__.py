@@ -1,8 +1,8 @@
 """rrsis QGIS plugin: segment a raster by an English referring expression.
 
-The plugin drives the :mod:`rrsis_geo` library (tiling, inference and polygonising live there).
-Importing this package is cheap and never needs torch: the heavy packages are imported only
-when a run starts, so the plugin loads (and explains what is missing) without them.
+In QGIS the plugin is PyQt/PyQGIS code only: the :mod:`rrsis_geo` library (tiling, inference,
+polygonising) runs in a worker process (:mod:`rrsis_qgis.worker`, see README.md), which imports
+this package too. Importing it is cheap: standard library only, no QGIS needed.
 """
 
 import os
@@ -12,9 +12,9 @@ from .paths import activate_bundled_libraries
 
 activate_bundled_libraries()
 
-# Idle OpenMP threads must sleep, not spin, inside a desktop application: spinning torch threads
-# compete with QGIS's own and made the model several times slower on busy CPUs. Only effective
-# before torch is imported (a value the user set is kept).
+# In the worker: idle OpenMP threads must sleep, not spin, next to a desktop application:
+# spinning torch threads compete with QGIS's own and made the model several times slower on busy
+# CPUs. Only effective before torch is imported (a value the user set is kept).
 if "torch" not in sys.modules:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

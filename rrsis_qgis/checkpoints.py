@@ -1,19 +1,18 @@
-"""Which checkpoint the plugin uses, what the dock shows about it, and the loaded-model cache.
+"""Which checkpoint the plugin uses and what the dock shows about it.
 
 The default model is looked for first inside the plugin (a packaged plugin may bundle it under
-``resources/models/default``), then where the library looks (:mod:`rrsis_geo.catalog`).
-Reading ``config.json`` for the dock (name, vocabulary, default threshold) is plain JSON so that
-the GUI never waits for torch to import; loading the model goes through
-:func:`rrsis_geo.load_model`, in a worker thread.
+``resources/models/default``), then where the library looks, as the worker reported it in its
+``hello`` (``default_checkpoint``; the library is never imported in QGIS's process). Reading
+``config.json`` for the dock (name, vocabulary, default threshold) is plain JSON; the model
+itself is loaded by the worker process.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional
 
 from .paths import bundled_default_checkpoint
 
@@ -23,16 +22,22 @@ NO_DEFAULT_MODEL = (
 )
 
 
+#: The library's default checkpoint as the last worker probe reported it (None: not known).
+_library_default: Optional[Path] = None
+
+
+def set_library_default(path: Optional[str]) -> None:
+    """Remember the default checkpoint a worker's ``hello`` named."""
+    global _library_default
+    _library_default = Path(path) if path else None
+
+
 def default_checkpoint() -> Optional[Path]:
-    """The default checkpoint directory, or ``None`` when none is installed."""
+    """The default checkpoint directory, or ``None`` when none is known."""
     bundled = bundled_default_checkpoint()
     if bundled is not None:
         return bundled
-    try:
-        from rrsis_geo.catalog import default_checkpoint as library_default
-    except ImportError:
-        return None
-    return library_default()  # a broken $RRSIS_CHECKPOINT is returned too: the card says what is wrong
+    return _library_default  # a broken $RRSIS_CHECKPOINT is returned too: the card says what is wrong
 
 
 def resolve(choice: Optional[str]) -> Optional[Path]:
@@ -84,45 +89,3 @@ def read_card(path: Optional[Path]) -> Optional[ModelCard]:
         input_size=int(size) if isinstance(size, (int, float)) else None,
         vocabulary=vocabulary,
     )
-
-
-class SegmenterCache:
-    """Keeps the last loaded model so that consecutive runs (and batch runs) do not reload it.
-
-    Thread-safe: tasks load models in worker threads. One entry only: a model can take hundreds
-    of MB, and users rarely switch back and forth.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._key: Optional[Tuple[str, float, str]] = None
-        self._segmenter: Any = None
-
-    @staticmethod
-    def _key_for(path: Path, device: str) -> Tuple[str, float, str]:
-        weights = path / "model.safetensors"
-        stamp = weights.stat().st_mtime if weights.exists() else 0.0
-        return (str(path.resolve()), stamp, device)
-
-    def get(self, path: Optional[Path], device: str = "auto") -> Any:
-        """The :class:`rrsis_geo.Segmenter` of ``path`` on ``device`` (loaded at most once)."""
-        import rrsis_geo
-
-        if path is None:
-            return rrsis_geo.load_model(None, device=device)  # the library raises its own "no model" error
-        key = self._key_for(Path(path), device)
-        with self._lock:
-            if self._key != key:
-                self._segmenter = None  # free the old model before loading the new one
-                self._segmenter = rrsis_geo.load_model(str(path), device=device)
-                self._key = key
-            return self._segmenter
-
-    def clear(self) -> None:
-        with self._lock:
-            self._key = None
-            self._segmenter = None
-
-
-#: Shared by the dock's tasks and the Processing algorithm.
-SEGMENTERS = SegmenterCache()

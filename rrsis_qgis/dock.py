@@ -1,9 +1,10 @@
 """The dock widget: choose a raster, type an expression, run, watch progress, get polygons.
 
 The dock gathers the user's choices into a :class:`~rrsis_qgis.task.SegmentationRequest` and
-hands it to a :class:`~rrsis_qgis.task.SegmentTask`; it never runs the model itself, so the GUI
-stays responsive. When Python packages are missing it says which, shows the pip command for
-QGIS's own Python, and installs only when the user clicks "Install now".
+hands it to a :class:`~rrsis_qgis.task.SegmentTask`, which runs the library in a worker process
+(never in QGIS's). Its top panel says which Python runs the worker and what that Python has
+(a quick ``--probe`` of the worker); when nothing usable is there it offers *Install now*, which
+creates an environment under the QGIS profile, and installs nothing otherwise.
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from . import checkpoints, deps
-from .deps_panel import DependencyPanel
-from .devices import DeviceProbe
+from . import checkpoints, deps, devices
+from .deps_panel import DependencyPanel, usable
+from .devices import WorkerProbe
 from .expressions import (
     EXPRESSION_SEPARATOR,
     SETTINGS_PREFIX,
@@ -79,9 +80,11 @@ class SegmentDock(QgsDockWidget):
         self.last_outcome: Optional[Outcome] = None
         self.card: Optional[checkpoints.ModelCard] = None
         self.gpu_available = False
+        self.python_choice = deps.PythonChoice(None, "none")
+        self.worker_hello: Optional[dict] = None  # the probe's answer for python_choice
         self.picker = ExtentPicker(self.canvas, self)
-        self.probe = DeviceProbe(self)
-        self.probe.result.connect(self._set_gpu_available)
+        self.probe = WorkerProbe(self)
+        self.probe.result.connect(self._probed)
         self._build()
         self._connect()
         self.check_dependencies()
@@ -96,7 +99,6 @@ class SegmentDock(QgsDockWidget):
         outer.setContentsMargins(6, 6, 6, 6)
 
         self.deps_panel = DependencyPanel()
-        self.deps_panel.setVisible(False)
         outer.addWidget(self.deps_panel)
 
         self.form_widget = QWidget()
@@ -211,6 +213,16 @@ class SegmentDock(QgsDockWidget):
             "For layers that are not files (WMS, XYZ, virtual): map units per pixel of the exported image"
         )
         advanced_form.addRow("Export resolution", self.resolution_spin)
+        self.python_widget = QgsFileWidget()
+        self.python_widget.setStorageMode(QgsFileWidget.GetFile)
+        self.python_widget.setDialogTitle("Python interpreter with rrsis's packages (torch, rasterio, geopandas...)")
+        self.python_widget.lineEdit().setPlaceholderText(f"${deps.ENV}, else the plugin's environment")
+        self.python_widget.setToolTip(
+            "The Python that runs the segmentation in a separate process. Empty: $RRSIS_PYTHON, else the "
+            "environment Install now creates under the QGIS profile."
+        )
+        self.python_widget.setFilePath(QgsSettings().value(deps.SETTING, "", type=str))
+        advanced_form.addRow("Worker Python", self.python_widget)
 
         buttons = QHBoxLayout()
         self.run_button = QPushButton("Run")
@@ -252,31 +264,58 @@ class SegmentDock(QgsDockWidget):
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.expression_edit.returnPressed.connect(self.run)
-        self.deps_panel.installed.connect(self.check_dependencies)
+        self.deps_panel.installed.connect(self._installed)
+        self.python_widget.fileChanged.connect(self._python_changed)
         if hasattr(self.iface, "currentLayerChanged"):
             self.iface.currentLayerChanged.connect(self._active_layer_changed)
 
     # ---- state ---------------------------------------------------------------------------
     def check_dependencies(self) -> bool:
-        """Show the dependency panel when packages are missing; True when all are there."""
-        missing = deps.missing_requirements()
-        if missing:
-            self.deps_panel.show_missing(missing)
+        """Find the worker Python and, when the dock is visible, probe it; True when one is set."""
+        self.python_choice = deps.choose_python()
+        self.worker_hello = None
+        if self.python_choice.python is None:
+            self.deps_panel.show_no_python()
         else:
-            self.deps_panel.setVisible(False)
-        self.dependencies_ok = not missing
-        if self.dependencies_ok and self.isVisible():
-            self.probe.start()
+            self.deps_panel.show_probing(self.python_choice)
+            if self.isVisible():
+                self.probe.start(self.python_choice.python)
         self._update_state()
-        return not missing
+        return self.python_choice.python is not None
+
+    @property
+    def dependencies_ok(self) -> bool:
+        """A worker Python is set and its probe has not found it unusable (pending is fine)."""
+        if self.python_choice.python is None:
+            return False
+        return self.worker_hello is None or usable(self.worker_hello)
+
+    def _python_changed(self, path: str) -> None:
+        QgsSettings().setValue(deps.SETTING, path.strip())
+        self.check_dependencies()
+
+    def _installed(self) -> None:
+        devices.clear_cache()
+        self.check_dependencies()
+
+    def _probed(self, python: str, hello: dict) -> None:
+        if python != self.python_choice.python:
+            return  # an answer about an interpreter no longer chosen
+        self.worker_hello = hello
+        self.deps_panel.show_probe(self.python_choice, hello)
+        self._set_gpu_available(len(hello.get("devices") or []) > 1)
+        if hello.get("type") == "hello" and not self.model_widget.filePath().strip():
+            checkpoints.set_library_default(hello.get("default_checkpoint"))
+            self.refresh_model()
+        self._update_state()
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
-        """Opening the dock: follow the active layer; look for a GPU (imports torch, off the GUI thread)."""
+        """Opening the dock: follow the active layer; ask the worker Python what it has."""
         super().showEvent(event)
         if self.task is None:
             self.use_active_layer()
-        if getattr(self, "dependencies_ok", False):
-            self.probe.start()
+        if self.python_choice.python is not None and self.worker_hello is None:
+            self.probe.start(self.python_choice.python)
 
     def use_active_layer(self) -> None:
         layer = self.iface.activeLayer() if hasattr(self.iface, "activeLayer") else None
@@ -291,7 +330,7 @@ class SegmentDock(QgsDockWidget):
         self.gpu_available = bool(available)
         item = self.device_combo.model().item(2)
         item.setEnabled(self.gpu_available)
-        item.setToolTip("" if available else "torch sees no CUDA GPU on this machine")
+        item.setToolTip("" if available else "the worker's torch sees no CUDA GPU on this machine")
         if not available and self.device_combo.currentIndex() == 2:
             self.device_combo.setCurrentIndex(0)
 
@@ -330,8 +369,8 @@ class SegmentDock(QgsDockWidget):
 
     def _blocker(self) -> Optional[str]:
         """Why Run cannot start now (None: it can)."""
-        if not getattr(self, "dependencies_ok", False):
-            return "install the missing Python packages first (see above)"
+        if not self.dependencies_ok:
+            return "set up the worker Python first (see above)"
         if self.layer_combo.currentLayer() is None:
             return "add a raster layer to the project"
         if self.card is None:
@@ -346,7 +385,7 @@ class SegmentDock(QgsDockWidget):
 
     def _update_state(self, *_args) -> None:
         running = self.task is not None
-        self.form_widget.setEnabled(getattr(self, "dependencies_ok", False) and not running)
+        self.form_widget.setEnabled(not running)
         self.advanced.setEnabled(not running)
         self.output_widget.setEnabled(self.file_radio.isChecked())
         self.overwrite_check.setEnabled(self.file_radio.isChecked())
@@ -406,9 +445,12 @@ class SegmentDock(QgsDockWidget):
         extent = extent_for(self.extent_combo.currentData(), layer, self.canvas, self.picker, self.project)
         resolution = self.resolution_spin.value() or None
         raster = plan_raster_input(layer, extent, resolution, self._fallback_resolution(layer))
+        if self.python_choice.python is None:
+            raise LayerInputError("no worker Python: click Install now, or set Advanced → Worker Python")
         return SegmentationRequest(
             raster=raster,
             expressions=expressions,
+            python=self.python_choice.python,
             checkpoint=self.card.path,
             device=self.device_combo.currentData(),
             threshold=self.threshold_slider.value() / 100.0,
@@ -474,4 +516,5 @@ class SegmentDock(QgsDockWidget):
             if task.status() not in (QgsTask.Complete, QgsTask.Terminated):
                 task.waitForFinished(60000)
         self.picker.shutdown()
+        self.deps_panel.shutdown()
         self.probe.wait()

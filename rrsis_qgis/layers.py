@@ -62,7 +62,7 @@ def file_source(layer: QgsRasterLayer) -> Optional[str]:
 
     QGIS appends provider options after ``|`` (e.g. ``scene.tif|option:...``); GDAL does not know
     them. GDAL virtual file systems (``/vsizip/...``) and subdataset strings are kept as they are:
-    rasterio opens them just as GDAL does.
+    the worker's rasterio opens them just as GDAL does.
     """
     provider = layer.dataProvider()
     if provider is None or provider.name() != "gdal":
@@ -280,19 +280,17 @@ def _expression_of(layer: QgsVectorLayer) -> Optional[str]:
     return None
 
 
-def open_result_layers(path: str, expressions: Sequence[str] = ()) -> List[QgsVectorLayer]:
+def open_result_layers(
+    path: str, expressions: Sequence[str] = (), layer_expressions: Optional[Dict[str, str]] = None
+) -> List[QgsVectorLayer]:
     """Open every layer of the library's GeoPackage, named after its expression.
 
     The expression is read from the layer's ``expression`` attribute; an empty layer (nothing
-    found) is matched to ``expressions`` through the library's layer naming, else keeps its own
-    name. Layers come back in the order of ``expressions``.
+    found) takes it from ``layer_expressions`` (GeoPackage layer name -> expression, as the
+    worker's ``result`` message lists them), else keeps its own name. Layers come back in the
+    order of ``expressions``.
     """
-    try:
-        from rrsis_geo.vectorize import layer_names as library_layer_names
-
-        by_name: Dict[str, str] = dict(zip(library_layer_names(list(expressions)), expressions))
-    except ImportError:  # the library's vectorize module needs geopandas; the names still load
-        by_name = {}
+    by_name = dict(layer_expressions or {})
     layers = []
     for name in gpkg_layer_names(path):
         layer = QgsVectorLayer(f"{path}|layername={name}", name, "ogr")
@@ -331,14 +329,16 @@ def add_results(
     temporary: bool,
     project: Optional[QgsProject] = None,
     group_name: str = "rrsis results",
+    layer_expressions: Optional[Dict[str, str]] = None,
 ) -> List[QgsVectorLayer]:
     """Load the library's GeoPackage into ``project`` as styled layers; return them.
 
     ``temporary``: copy the features into memory layers so that ``gpkg_path`` can be deleted.
+    ``layer_expressions``: see :func:`open_result_layers`.
     """
     project = project or QgsProject.instance()
     loaded = []
-    for index, layer in enumerate(open_result_layers(gpkg_path, expressions)):
+    for index, layer in enumerate(open_result_layers(gpkg_path, expressions, layer_expressions)):
         if temporary:
             copy = layer.materialize(QgsFeatureRequest())
             copy.setName(layer.name())

@@ -1,10 +1,12 @@
-"""The background task: export the layer if needed, run :func:`rrsis_geo.predict`, load results.
+"""The background task: export the layer if needed, run the worker process, load results.
 
-``run()`` executes in a QGIS worker thread and touches no GUI object and no map layer: it only
-writes files (the export uses provider clones made on the main thread). Its outcome, including
-any exception, is kept on the task and handled in ``finished()``, which QGIS calls on the main
+``run()`` executes in a QGIS task thread and touches no GUI object and no map layer: it exports
+(with provider clones made on the main thread) and drives the worker process
+(:mod:`rrsis_qgis.worker_client`), which runs the library outside QGIS. Its outcome, including
+any failure, is kept on the task and handled in ``finished()``, which QGIS calls on the main
 thread: results are loaded there, and errors reach the message bar (the library's own message for
-the errors a user can fix, a short "see the log" otherwise, with the traceback in the log).
+the errors a user can fix, a short "see the log" otherwise, with the details in the log). A
+worker that crashes is one of those errors: QGIS's process is never at stake.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import tempfile
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsRasterBlockFeedback, QgsTask
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 
-from .checkpoints import SEGMENTERS
+from . import protocol
 from .layers import LayerInputError, RasterInput, add_results
-from .threads import call_in_fresh_thread
+from .worker_client import WorkerCancelled, WorkerFailure, WorkerRun
 
 LOG_TAG = "rrsis"
 
@@ -35,6 +37,7 @@ class SegmentationRequest:
 
     raster: RasterInput
     expressions: List[str]
+    python: str  # the worker interpreter (rrsis_qgis.deps.choose_python)
     checkpoint: Optional[Path] = None
     device: str = "auto"
     threshold: Optional[float] = None
@@ -60,10 +63,27 @@ class RunCancelled(Exception):
     """The user cancelled before the library was called (during the export)."""
 
 
+def worker_request(request: SegmentationRequest, scene: str, output: str) -> Dict[str, Any]:
+    """The ``run`` message fields for ``request`` (see :mod:`rrsis_qgis.protocol`)."""
+    return {
+        "scene": scene,
+        "expressions": list(request.expressions),
+        "checkpoint": str(request.checkpoint) if request.checkpoint else None,
+        "device": request.device,
+        "output": output,
+        "overwrite": request.overwrite,
+        "tile_size": request.tile_size,
+        "overlap": request.overlap,
+        "bands": request.bands,
+        "threshold": request.threshold,
+        "bbox": list(request.raster.bbox) if request.raster.bbox else None,
+    }
+
+
 class SegmentTask(QgsTask):
     """Runs one :class:`SegmentationRequest` in the background."""
 
-    #: a progress message from the library, (done, total, message) already formatted
+    #: a progress message from the worker, (done, total, message) already formatted
     message = pyqtSignal(str)
     #: emitted from ``finished()`` (main thread) with the :class:`Outcome`
     done = pyqtSignal(object)
@@ -75,14 +95,21 @@ class SegmentTask(QgsTask):
         self.project = project or QgsProject.instance()
         self.message_bar = message_bar
         self.workdir = Path(tempfile.mkdtemp(prefix="rrsis-qgis-"))
-        self.result_path: Optional[str] = None
-        self.feature_count = 0
+        self.result: Optional[Dict[str, Any]] = None
         self.exception: Optional[BaseException] = None
         self.traceback = ""
         self.outcome: Optional[Outcome] = None
+        self.worker: Optional[WorkerRun] = None
+        self.warnings: List[str] = []
         self._export_feedback: Optional[QgsRasterBlockFeedback] = None
+        self._base = 0.0
 
-    # ---- worker thread -------------------------------------------------------------------
+    @property
+    def worker_pid(self) -> Optional[int]:
+        """Process id of the running worker (None before it starts)."""
+        return self.worker.pid if self.worker is not None else None
+
+    # ---- task thread ---------------------------------------------------------------------
     def cancel(self) -> None:  # noqa: D401 - QgsTask override
         """Also stop an export in progress (QgsRasterFileWriter polls its own feedback)."""
         if self._export_feedback is not None:
@@ -103,73 +130,48 @@ class SegmentTask(QgsTask):
             raise RunCancelled()
         return path
 
-    def _progress(self, base: float):
-        span = 100.0 - base
-
-        def report(done: int, total: int, text: str = "") -> None:
+    def _on_message(self, msg: Dict[str, Any]) -> None:
+        """A worker message (task thread): progress, plan and warnings go to the dock."""
+        kind = msg.get("type")
+        if kind == protocol.PROGRESS:
+            done, total = int(msg.get("done") or 0), int(msg.get("total") or 0)
             if total:
-                self.setProgress(base + span * min(done, total) / total)
-            if text:
-                self.message.emit(str(text))
-
-        return report
+                self.setProgress(self._base + (100.0 - self._base) * min(done, total) / total)
+            if msg.get("message"):
+                self.message.emit(str(msg["message"]))
+        elif kind == protocol.PLAN:
+            self.message.emit(str(msg.get("text", "")))
+            QgsMessageLog.logMessage(f"plan: {msg.get('text', '')}", LOG_TAG, Qgis.Info)
+        elif kind == protocol.WARNING:
+            text = str(msg.get("text", ""))
+            self.warnings.append(text)
+            QgsMessageLog.logMessage(text, LOG_TAG, Qgis.Warning)
 
     def run(self) -> bool:
-        scene = None
         try:
             request = self.request
-            base = 0.0
             if request.raster.needs_export:
                 scene = self._export()
-                base = EXPORT_SHARE
+                self._base = EXPORT_SHARE
             else:
                 scene = request.raster.path
             output = request.output or str(self.workdir / "result.gpkg")
-            gdf = call_in_fresh_thread(self._predict, scene, output, base)
-            self.result_path = output
-            self.feature_count = len(gdf)
+            self.message.emit("starting the worker")
+            self.worker = WorkerRun(
+                request.python, worker_request(request, scene, output), self._on_message, self.isCanceled
+            )
+            self.result = self.worker.run()
             return True
-        except BaseException as exc:  # kept for finished(): never raise in a worker thread
+        except BaseException as exc:  # kept for finished(): never raise in a task thread
             self.exception = exc
             self.traceback = traceback.format_exc()
             return False
-        finally:
-            if scene is not None and request.raster.needs_export:
-                Path(scene).unlink(missing_ok=True)
-
-    def _predict(self, scene: str, output: str, base: float):
-        """Load the model (cached) and run the library; on a thread QGIS never used (see threads.py)."""
-        import rrsis_geo
-
-        request = self.request
-        self.message.emit("loading the model")
-        segmenter = SEGMENTERS.get(request.checkpoint, request.device)
-        if self.isCanceled():
-            raise RunCancelled()
-        return rrsis_geo.predict(
-            scene,
-            request.expressions,
-            segmenter=segmenter,
-            output=output,
-            overwrite=request.overwrite,
-            tile_size=request.tile_size,
-            overlap=request.overlap,
-            bands=request.bands,
-            threshold=request.threshold,
-            bbox=request.raster.bbox,
-            progress=self._progress(base),
-            cancel=self.isCanceled,
-        )
 
     # ---- main thread ---------------------------------------------------------------------
     def _was_cancelled(self) -> bool:
-        if isinstance(self.exception, RunCancelled):
+        if isinstance(self.exception, (RunCancelled, WorkerCancelled)):
             return True
-        try:
-            from rrsis_geo.errors import Cancelled
-        except ImportError:
-            return False
-        return isinstance(self.exception, Cancelled) or (self.exception is None and self.isCanceled())
+        return self.exception is None and self.isCanceled()
 
     def finished(self, result: bool) -> None:  # noqa: D401 - QgsTask override
         try:
@@ -183,39 +185,42 @@ class SegmentTask(QgsTask):
         self.done.emit(self.outcome)
 
     def _finish(self, result: bool) -> Outcome:
-        if result and self.result_path:
+        if result and self.result:
             temporary = self.request.output is None
+            path = str(self.result["output"])
+            names = {str(layer.get("name")): str(layer.get("expression")) for layer in self.result.get("layers", [])}
             layers = add_results(
-                self.result_path,
+                path,
                 self.request.expressions,
                 temporary=temporary,
                 project=self.project,
                 group_name=self.request.group_name,
+                layer_expressions=names,
             )
-            where = "temporary layers" if temporary else self.result_path
-            text = f"{self.feature_count} polygon(s) in {len(layers)} layer(s) ({where})"
-            return Outcome("ok", text, [layer.id() for layer in layers], self.feature_count)
+            count = int(self.result.get("count", 0))
+            where = "temporary layers" if temporary else path
+            text = f"{count} polygon(s) in {len(layers)} layer(s) ({where})"
+            if self.warnings:
+                text += f"; {len(self.warnings)} warning(s) in the rrsis log"
+            return Outcome("ok", text, [layer.id() for layer in layers], count)
         if self._was_cancelled():
             return Outcome("cancelled", "cancelled; nothing was written")
         return self._error_outcome()
 
     def _error_outcome(self) -> Outcome:
-        from_user = isinstance(self.exception, LayerInputError)
-        try:
-            from rrsis_geo.errors import RRSISError
-
-            from_user = from_user or isinstance(self.exception, RRSISError)
-        except ImportError:
-            pass
-        if from_user:
-            QgsMessageLog.logMessage(str(self.exception), LOG_TAG, Qgis.Warning)
-            return Outcome("error", str(self.exception))
+        exc = self.exception
+        if isinstance(exc, LayerInputError) or (isinstance(exc, WorkerFailure) and exc.kind in ("input", "dependency", "start", "protocol")):
+            QgsMessageLog.logMessage(str(exc), LOG_TAG, Qgis.Warning)
+            return Outcome("error", str(exc))
+        if isinstance(exc, WorkerFailure):  # a crash or a bug in the worker: the details go to the log
+            QgsMessageLog.logMessage(f"{exc}\n{exc.detail}", LOG_TAG, Qgis.Critical)
+            return Outcome("error", f"{exc} (details in the rrsis tab of the log messages panel)")
         QgsMessageLog.logMessage(
-            f"unexpected error in '{self.description()}':\n{self.traceback or repr(self.exception)}",
+            f"unexpected error in '{self.description()}':\n{self.traceback or repr(exc)}",
             LOG_TAG,
             Qgis.Critical,
         )
-        short = f"{type(self.exception).__name__}: {self.exception}" if self.exception else "the task failed"
+        short = f"{type(exc).__name__}: {exc}" if exc else "the task failed"
         return Outcome("error", f"unexpected error ({short}); see the rrsis tab of the log messages panel")
 
     def _notify(self, outcome: Outcome) -> None:

@@ -12,15 +12,17 @@ The zip holds one folder, ``rrsis_qgis/`` (QGIS's plugin manager installs it as 
       resources/models/default/                        the default model, when installed and small
       libs/rrsis_geo/                                  the pure-Python library the plugin drives
 
-Bundling ``rrsis_geo`` (pure Python, a few hundred KB) means users only need the PyPI packages
-the dock tells them to install (torch, rasterio, geopandas, ...); the plugin puts ``libs/`` first
-on ``sys.path`` so its own copy of the library is the one used. The default model is bundled when
+Bundling ``rrsis_geo`` (pure Python, a few hundred KB) means the worker Python (the process that
+runs the library outside QGIS, see rrsis_qgis/README.md) only needs the PyPI packages (torch,
+rasterio, geopandas, ...); the worker puts ``libs/`` first on ``sys.path`` so the plugin's own
+copy of the library is the one used. The default model is bundled when
 ``resources/models/default`` exists and stays under ``--max-model-mb`` (25 MB).
 
 Checks after building: the layout (one top folder, no caches), the metadata fields QGIS and
 plugins.qgis.org require, the icon named by the metadata, and, in a fresh Python process started
 in an empty directory, that ``classFactory`` imports from the extracted zip, that the library it
-uses is the bundled copy and (when QGIS is importable) that the Processing algorithm registers.
+uses is the bundled copy, (when QGIS is importable) that the Processing algorithm registers, and
+that the worker started as the plugin starts it answers ``--probe`` with the bundled library.
 
     python scripts/package_plugin.py                 # -> dist/rrsis_qgis-<version>.zip
     python scripts/package_plugin.py --install       # also unpack into the default QGIS profile
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import json
 import os
 import re
 import shutil
@@ -207,6 +210,25 @@ os._exit(0)  # skip Qt teardown at exit (crashes on some QGIS 3.22 builds)
 """
 
 
+def check_worker(root: Path, python: str, env: Dict[str, str]) -> List[str]:
+    """Start the extracted plugin's worker the way the plugin does (``--probe``): it must answer
+    with a hello and run the bundled library."""
+    probe = subprocess.run(
+        [python, "-m", f"{PLUGIN}.worker", "--probe"],
+        cwd=root, env=dict(env, PYTHONPATH=str(root)), capture_output=True, text=True, timeout=300,
+    )
+    try:
+        hello = json.loads(probe.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return [f"the worker did not answer --probe:\n{(probe.stdout + probe.stderr).strip()[-2000:]}"]
+    bundled = str(root / PLUGIN / "libs" / LIBRARY)
+    if hello.get("type") != "hello" or hello.get("rrsis_path") != bundled:
+        return [f"the worker's hello does not name the bundled library {bundled}: {hello}"]
+    missing = ", ".join(hello.get("missing") or []) or "nothing"
+    print(f"worker: ok; protocol {hello.get('protocol')}, torch {hello.get('torch')}, missing {missing}")
+    return []
+
+
 def validate(zip_path: Path, python: str) -> None:
     """Raise :class:`PackagingError` listing every problem found in the zip."""
     problems: List[str] = []
@@ -246,6 +268,7 @@ def validate(zip_path: Path, python: str) -> None:
                     problems.append(f"importing the extracted plugin failed:\n{output}")
                 else:
                     print("\n".join(line for line in run.stdout.splitlines() if line.strip()))
+                    problems += check_worker(root, python, env)
     if problems:
         raise PackagingError("the plugin zip is not valid:\n  - " + "\n  - ".join(problems))
 

@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """Save a screenshot of the plugin's dock with a result over the map, rendered offscreen.
 
+This is the quick stand-in, without the QGIS desktop binary; the screenshot from the real ``qgis``
+(under Xvfb, plugin installed from the zip) comes from ``pytest tests/qgis/test_desktop.py``,
+which saves ``build/screenshots/qgis_desktop_dock.png``.
+
 The plugin runs in :class:`rrsis_qgis.standalone.MiniDesktop` (a QGIS-like main window: layers
 panel, map canvas, message bar) exactly as in QGIS: ``classFactory`` + ``initGui``, the dock
 filled in, Run clicked, the background task awaited. Then the window is grabbed; when the
 offscreen canvas grab comes out blank, the map is rendered with ``QgsMapRendererParallelJob``
-and painted into the canvas area.
+and painted into the canvas area. The worker Python is ``$RRSIS_PYTHON``, else this interpreter.
 
     python scripts/screenshot_dock.py                       # sample scene + default model
     python scripts/screenshot_dock.py --scene S.tif --checkpoint DIR -e "road" -o dock.png
@@ -24,6 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RRSIS_PYTHON", sys.executable)  # the worker: this interpreter has the packages
 
 
 def default_scene() -> Optional[Path]:

@@ -3,8 +3,9 @@
 Inputs are resolved on the main thread in :meth:`prepareAlgorithm` (layers may only be read
 there; a layer that is not a file gets its export planned with cloned providers), and the work
 runs in :meth:`processAlgorithm`, which Processing may call in a background thread: it exports
-the layer if needed and calls :func:`rrsis_geo.predict`, reporting progress to ``feedback`` and
-stopping when ``feedback.isCanceled()``.
+the layer if needed and runs the library in a worker process (:mod:`rrsis_qgis.worker_client`,
+the same as the dock's), reporting progress to ``feedback`` and stopping the worker when
+``feedback.isCanceled()``.
 
 The output is a GeoPackage with one layer per expression (the library's format). Processing's
 destination semantics apply: the chosen file is replaced, as with QGIS's own algorithms.
@@ -39,7 +40,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 
-from .. import checkpoints
+from .. import checkpoints, deps, protocol
 from ..expressions import split_expressions
 from ..layers import (
     LayerInputError,
@@ -50,7 +51,8 @@ from ..layers import (
     plan_raster_input,
 )
 from ..paths import icon_path
-from ..threads import call_in_fresh_thread
+from ..task import SegmentationRequest, worker_request
+from ..worker_client import WorkerCancelled, WorkerFailure, WorkerRun
 
 DEVICES = ["auto", "cpu", "cuda"]
 
@@ -211,9 +213,8 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         self._expressions = split_expressions(self.parameterAsString(parameters, self.EXPRESSIONS, context), "\n")
         if not self._expressions:
             raise QgsProcessingException("give at least one referring expression, one per line")
+        # None: the worker's library finds its default model (or says that there is none)
         self._checkpoint = checkpoints.resolve(self.parameterAsFile(parameters, self.CHECKPOINT, context))
-        if self._checkpoint is None:
-            raise QgsProcessingException(checkpoints.NO_DEFAULT_MODEL)
         extent = None
         if parameters.get(self.EXTENT) not in (None, ""):
             extent = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
@@ -245,70 +246,60 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(str(exc)) from exc
 
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> Dict[str, Any]:
-        import rrsis_geo
-        from rrsis_geo.errors import Cancelled, RRSISError
-
+        python = deps.choose_python().python
+        if python is None:
+            raise QgsProcessingException(
+                f"no worker Python: open the rrsis dock and click Install now, or set ${deps.ENV} to a Python "
+                "with rrsis's packages (torch, rasterio, geopandas...)"
+            )
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         if not output.lower().endswith(".gpkg"):
             output += ".gpkg"
-        threshold = None
-        if parameters.get(self.THRESHOLD) not in (None, ""):
-            threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
-        tile_size = self.parameterAsInt(parameters, self.TILE_SIZE, context) or None
-        overlap = self.parameterAsDouble(parameters, self.OVERLAP, context)
-        device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
         try:
             bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context) or "")
         except LayerInputError as exc:
             raise QgsProcessingException(str(exc)) from exc
-
-        def progress(done: int, total: int, message: str = "") -> None:
-            if total:
-                feedback.setProgress(100.0 * min(done, total) / total)
-            if message:
-                feedback.setProgressText(str(message))
-
+        threshold = None
+        if parameters.get(self.THRESHOLD) not in (None, ""):
+            threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
+        request = SegmentationRequest(
+            raster=self._raster,
+            expressions=self._expressions,
+            python=python,
+            checkpoint=self._checkpoint,
+            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+            threshold=threshold,
+            tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
+            overlap=self.parameterAsDouble(parameters, self.OVERLAP, context),
+            bands=bands,
+            output=output,
+            overwrite=True,  # Processing's destination semantics: the chosen file is replaced
+        )
         workdir = Path(tempfile.mkdtemp(prefix="rrsis-processing-"))
         try:
             scene = self._scene_path(workdir, feedback)
             if feedback.isCanceled():
                 return {}
-            feedback.pushInfo(f"loading model {self._checkpoint}")
-
-            def predict():  # on a thread QGIS never used: see rrsis_qgis/threads.py
-                segmenter = checkpoints.SEGMENTERS.get(self._checkpoint, device)
-                return rrsis_geo.predict(
-                    scene,
-                    self._expressions,
-                    segmenter=segmenter,
-                    output=output,
-                    overwrite=True,
-                    tile_size=tile_size,
-                    overlap=overlap,
-                    bands=bands,
-                    threshold=threshold,
-                    bbox=self._raster.bbox,
-                    progress=progress,
-                    cancel=feedback.isCanceled,
-                )
-
-            gdf = call_in_fresh_thread(predict)
-        except Cancelled:
+            run = WorkerRun(python, worker_request(request, scene, output), _reporter(feedback), feedback.isCanceled)
+            result = run.run()
+        except WorkerCancelled:
             feedback.reportError("cancelled; nothing was written")
             return {}
-        except RRSISError as exc:
+        except WorkerFailure as exc:
+            if exc.detail:
+                feedback.pushDebugInfo(exc.detail)
             raise QgsProcessingException(str(exc)) from exc
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-        results = open_result_layers(output, self._expressions)
+        names = {str(layer.get("name")): str(layer.get("expression")) for layer in result.get("layers", [])}
+        results = open_result_layers(output, self._expressions, names)
         uris = [layer.source() for layer in results]
-        counts = gdf.groupby("expression").size().to_dict() if len(gdf) else {}
-        for expression in self._expressions:
-            feedback.pushInfo(f"{expression!r}: {counts.get(expression, 0)} polygon(s)")
+        for layer in result.get("layers", []):
+            feedback.pushInfo(f"{layer.get('expression')!r}: {layer.get('count', 0)} polygon(s)")
         if context.project() is not None:
             self._load_on_completion([(layer.source(), layer.name()) for layer in results], context)
-        return {self.OUTPUT: output, self.LAYERS: uris, self.FEATURE_COUNT: len(gdf)}
+        return {self.OUTPUT: output, self.LAYERS: uris, self.FEATURE_COUNT: int(result.get("count", 0))}
 
     def _load_on_completion(self, layers: List[Tuple[str, str]], context: QgsProcessingContext) -> None:
         """When run from the toolbox, QGIS loads these layers, named and styled, at the end."""
@@ -318,3 +309,24 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             _STYLERS.append(styler)
             details.setPostProcessor(styler)
             context.addLayerToLoadOnCompletion(uri, details)
+
+
+def _reporter(feedback: QgsProcessingFeedback):
+    """Worker messages -> Processing feedback (progress bar, log)."""
+
+    def report(msg: Dict[str, Any]) -> None:
+        kind = msg.get("type")
+        if kind == protocol.PROGRESS:
+            done, total = int(msg.get("done") or 0), int(msg.get("total") or 0)
+            if total:
+                feedback.setProgress(100.0 * min(done, total) / total)
+            if msg.get("message"):
+                feedback.setProgressText(str(msg["message"]))
+        elif kind == protocol.HELLO:
+            feedback.pushInfo(f"worker: Python {msg.get('python_version')} ({msg.get('python')}), torch {msg.get('torch')}")
+        elif kind == protocol.PLAN:
+            feedback.pushInfo(str(msg.get("text", "")))
+        elif kind == protocol.WARNING:
+            feedback.pushWarning(str(msg.get("text", "")))
+
+    return report

@@ -3,7 +3,11 @@
 One ``QgsApplication`` (GUI enabled, offscreen platform, a throw-away profile so that the user's
 QGIS settings are never touched) serves the whole session, with Processing initialised. The
 QGIS desktop is replaced by :class:`rrsis_qgis.standalone.MiniDesktop` (real main window,
-canvas and message bar).
+canvas and message bar); test_desktop.py runs the real ``qgis.bin`` and ``qgis_process.bin``.
+
+The plugin runs the library in a worker process: here the interpreter running the tests
+(``$RRSIS_PYTHON``), with this folder on its ``PYTHONPATH`` (``$RRSIS_WORKER_PATH``) and ``brightness_model`` imported as
+an extension so that it knows the test architecture.
 
 Models: ``bright_checkpoint`` is a checkpoint of a test architecture whose output is known —
 the target probability is a steep function of pixel brightness — so that tests can check where
@@ -34,6 +38,11 @@ if QGIS_IMPORT_ERROR is None:
     from plugin_test_helpers import SCENE_CRS, brightness_checkpoint, register_brightness_architecture, write_scene
 
 PROCESSING_PLUGINS = "/usr/share/qgis/python/plugins"
+HERE = Path(__file__).resolve().parent
+
+os.environ["RRSIS_PYTHON"] = sys.executable
+os.environ["RRSIS_EXTENSIONS"] = "brightness_model"
+os.environ["RRSIS_WORKER_PATH"] = str(HERE)
 
 
 def pytest_collection_modifyitems(config, items):

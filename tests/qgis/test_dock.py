@@ -43,6 +43,7 @@ def dock(plugin, desktop):
     return plugin.dock
 
 
+@pytest.mark.slow  # each run starts a worker process (torch import, model load)
 def test_dock_segments_the_active_layer_into_a_temporary_layer(desktop, dock, scene, bright_checkpoint):
     layer = _add_raster(scene)
     desktop.setActiveLayer(layer)
@@ -73,6 +74,7 @@ def test_dock_segments_the_active_layer_into_a_temporary_layer(desktop, dock, sc
     assert load_history()[0] == "bright square"
 
 
+@pytest.mark.slow  # each run starts a worker process (torch import, model load)
 def test_dock_writes_a_geopackage_for_the_canvas_extent(desktop, dock, scene, bright_checkpoint, tmp_path):
     layer = _add_raster(scene)
     minx, miny, maxx, maxy = square_bounds()
@@ -119,6 +121,7 @@ def test_an_existing_file_is_not_replaced_without_consent(desktop, dock, scene, 
     assert output.read_bytes() == b"precious"
 
 
+@pytest.mark.slow  # each run starts a worker process (torch import, model load)
 def test_drawn_rectangle_limits_the_run(desktop, dock, scene, bright_checkpoint):
     layer = _add_raster(scene)
     desktop.zoomToLayer(layer)
@@ -149,6 +152,7 @@ def test_drawn_rectangle_limits_the_run(desktop, dock, scene, bright_checkpoint)
     assert top == pytest.approx(drawn.yMaximum(), abs=1.0)
 
 
+@pytest.mark.slow  # each run starts a worker process (torch import, model load)
 def test_cancel_stops_the_task_and_leaves_nothing(desktop, dock, tmp_path, slow_checkpoint):
     big = write_scene(tmp_path / "big.tif", size=512)
     _add_raster(big, "big")
@@ -168,12 +172,14 @@ def test_cancel_stops_the_task_and_leaves_nothing(desktop, dock, tmp_path, slow_
     (outcome,) = wait_for(dock.run_finished)
 
     assert outcome.status == "cancelled", outcome.message
+    assert task.worker.returncode == 130  # the worker stopped between batches, it was not killed
     assert set(QgsProject.instance().mapLayers()) == layers_before
     assert list(output.parent.iterdir()) == []
     assert not workdir.exists()
     assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
 
 
+@pytest.mark.slow  # each run starts a worker process (torch import, model load)
 def test_library_errors_reach_the_message_bar(desktop, dock, scene, bright_checkpoint):
     _add_raster(scene)
     dock.model_widget.setFilePath(str(bright_checkpoint))
@@ -200,6 +206,7 @@ def test_dock_without_a_default_model_explains(desktop, plugin, monkeypatch):
     assert not dock.run_button.isEnabled()
 
 
+@pytest.mark.slow  # each run starts a worker process (torch import, model load)
 def test_dock_runs_the_tiny_lgce_checkpoint(desktop, dock, tmp_path, tiny_checkpoint):
     """The library's random-initialised tiny LGCE model, end to end through the dock.
 

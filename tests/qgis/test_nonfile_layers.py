@@ -72,6 +72,7 @@ def test_file_and_non_file_layers_are_told_apart(tmp_path, xyz_layer, qgis_app):
     assert (coarse.export.width, coarse.export.height) == (64, 64)
 
 
+@pytest.mark.slow  # each run starts a worker process (torch import, model load)
 def test_dock_segments_an_xyz_layer(desktop, plugin, xyz_layer, bright_checkpoint):
     project = QgsProject.instance()
     mercator = QgsCoordinateReferenceSystem(WEB_MERCATOR)

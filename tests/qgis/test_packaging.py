@@ -25,7 +25,7 @@ def test_zip_builds_and_passes_its_checks(package_plugin, tmp_path, capsys):
     output = tmp_path / "rrsis_qgis.zip"
     assert package_plugin.main(["-o", str(output)]) == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
-    assert "classFactory: ok" in printed and "Processing provider: ok" in printed
+    assert "classFactory: ok" in printed and "Processing provider: ok" in printed and "worker: ok" in printed
     with zipfile.ZipFile(output) as archive:
         names = set(archive.namelist())
         metadata = archive.read("rrsis_qgis/metadata.txt").decode()

@@ -22,7 +22,6 @@ from qgis.core import (  # noqa: E402
 )
 
 from plugin_test_helpers import ORIGIN, SCENE_CRS, square_bounds, write_scene  # noqa: E402
-from rrsis_qgis.checkpoints import SEGMENTERS  # noqa: E402
 
 ALGORITHM = "rrsis:segment"
 
@@ -45,6 +44,7 @@ def _layer_bounds(uri):
     return layer, (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())
 
 
+@pytest.mark.slow  # each run starts a worker process (torch import, model load)
 def test_processing_run_writes_one_layer_per_expression(provider, scene, bright_checkpoint, tmp_path):
     import processing
 
@@ -70,6 +70,7 @@ def test_processing_run_writes_one_layer_per_expression(provider, scene, bright_
     assert names == ["bright square", "building along the road"]
 
 
+@pytest.mark.slow  # each run starts a worker process (torch import, model load)
 def test_processing_extent_threshold_and_non_file_layer(provider, bright_checkpoint, tmp_path):
     """A virtual raster (not a file: exported first), one band read as RGB, clipped by EXTENT."""
     import processing
@@ -107,6 +108,7 @@ def test_processing_extent_threshold_and_non_file_layer(provider, bright_checkpo
     assert set(Path(tempfile.gettempdir()).glob("rrsis-processing-*")) == workdirs_before  # export removed
 
 
+@pytest.mark.slow  # each run starts a worker process (torch import, model load)
 def test_batch_over_two_layers(provider, bright_checkpoint, tmp_path):
     """As the batch dialog does: one context and feedback, one run per row."""
     import processing
@@ -119,7 +121,6 @@ def test_batch_over_two_layers(provider, bright_checkpoint, tmp_path):
         (utm, SCENE_CRS, square_bounds()),
         (geographic, "EPSG:4326", square_bounds(origin=(55.2, 25.3), pixel=1e-5)),
     ]
-    segmenters = set()
     for index, (path, crs, expected) in enumerate(rows):
         output = tmp_path / f"batch_{index}.gpkg"
         result = processing.run(
@@ -132,10 +133,9 @@ def test_batch_over_two_layers(provider, bright_checkpoint, tmp_path):
         layer, bounds = _layer_bounds(uri)
         assert layer.crs().authid() == crs
         assert bounds == pytest.approx(expected, abs=1e-6 if crs == SCENE_CRS else 1e-10)
-        segmenters.add(id(SEGMENTERS._segmenter))
-    assert len(segmenters) == 1  # the model was loaded once for the whole batch
 
 
+@pytest.mark.slow  # each run starts a worker process (torch import, model load)
 def test_modeler_can_chain_the_algorithm(provider, scene, bright_checkpoint, tmp_path):
     """A graphical model with rrsis:segment as a child runs like any other model."""
     import processing
@@ -178,6 +178,7 @@ def test_cancelled_feedback_writes_nothing(provider, scene, bright_checkpoint, t
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".aux.xml")) == ["scene.tif"]
 
 
+@pytest.mark.slow  # each run starts a worker process (torch import, model load)
 def test_bad_input_is_a_processing_error_with_the_library_message(provider, scene, bright_checkpoint, tmp_path):
     import processing
     from qgis.core import QgsProcessingException

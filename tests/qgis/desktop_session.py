@@ -1,0 +1,162 @@
+"""Runs inside the real QGIS desktop (``qgis.bin --code THIS``), started by test_desktop.py.
+
+It drives the installed plugin's dock like a user: (1) a run on the sample scene, then a
+screenshot of the main window; (2) a run on a larger scene cancelled once tiles are being
+processed; (3) a run whose worker is killed (SIGKILL) mid-run; (4) one more run on the sample. Then it writes what it saw to the
+JSON report named in ``$RRSIS_DESKTOP_TEST`` and makes QGIS exit by itself (``os._exit``: no
+"save the project?" question). A watchdog ends the session if a step hangs.
+"""
+
+import json
+import os
+import signal
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+from qgis.core import QgsProject, QgsRasterLayer
+from qgis.PyQt.QtCore import QTimer
+from qgis.utils import iface, plugins
+
+CONFIG = json.loads(Path(os.environ["RRSIS_DESKTOP_TEST"]).read_text())
+FORBIDDEN = ("torch", "rasterio", "shapely", "pyogrio", "geopandas", "pyproj", "rrsis_geo")
+REPORT = {"steps": {}, "error": None}
+_timers = []  # single-shot timers must stay referenced until they fire
+
+
+def finish():
+    REPORT["forbidden_modules"] = sorted(
+        name for name in sys.modules if name.split(".")[0] in FORBIDDEN
+    )
+    Path(CONFIG["report"]).write_text(json.dumps(REPORT, indent=1, default=str))
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def later(ms, function):
+    timer = QTimer()
+    timer.setSingleShot(True)
+    timer.timeout.connect(guarded(function))
+    timer.start(ms)
+    _timers.append(timer)
+
+
+def guarded(function):
+    def call(*args):
+        try:
+            function(*args)
+        except Exception:
+            REPORT["error"] = traceback.format_exc()
+            finish()
+
+    return call
+
+
+def watchdog():
+    REPORT["error"] = REPORT["error"] or f"watchdog: the session took over {CONFIG['timeout_s']} s"
+    finish()
+
+
+later(int(CONFIG["timeout_s"] * 1000), watchdog)
+plugin = plugins["rrsis_qgis"]
+dock = plugin.dock
+project = QgsProject.instance()
+
+
+def workdirs():
+    return sorted(str(p) for p in Path(tempfile.gettempdir()).glob("rrsis-qgis-*"))
+
+
+def describe(outcome):
+    layers = []
+    for layer_id in outcome.layer_ids:
+        layer = project.mapLayer(layer_id)
+        symbol = layer.renderer().symbol()
+        layers.append({
+            "name": layer.name(), "features": layer.featureCount(), "provider": layer.providerType(),
+            "fill_alpha": symbol.color().alpha(), "crs": layer.crs().authid(),
+        })
+    return {
+        "status": outcome.status, "message": outcome.message, "layers": layers,
+        "bar": [item.text() for item in iface.messageBar().items()],
+        "workdirs": workdirs(), "project_layers": len(project.mapLayers()),
+    }
+
+
+def start_run(name, on_progress=None, on_done=None):
+    """Click Run; call ``on_progress(task)`` once tiles are being processed, then ``on_done``."""
+    assert dock.run_button.isEnabled(), dock.run_button.toolTip()
+    REPORT["steps"][name] = {"layers_before": len(project.mapLayers())}
+    task = dock.run()
+    assert task is not None, dock.status_label.text()
+    fired = []
+
+    def progressed(value):
+        if on_progress is not None and value > 0 and not fired and task.worker_pid:
+            fired.append(value)
+            guarded(on_progress)(task)
+
+    def finished(outcome):
+        dock.run_finished.disconnect(finished)
+        REPORT["steps"][name].update(describe(outcome), worker_pid=task.worker_pid, exit=task.worker.returncode)
+        later(0, lambda: on_done(task))
+
+    task.progressChanged.connect(progressed)
+    dock.run_finished.connect(finished)
+
+
+def step_run():
+    layer = QgsRasterLayer(CONFIG["scene"], "dubai_sample")
+    assert layer.isValid(), CONFIG["scene"]
+    project.addMapLayer(layer)
+    iface.setActiveLayer(layer)
+    iface.mapCanvas().setExtent(layer.extent())
+    iface.mainWindow().resize(1600, 1000)  # the Xvfb screen; no window manager maximises it
+    plugin.action.trigger()  # the toolbar button opens the dock
+    dock.advanced.setCollapsed(False)  # the screenshot shows the Worker Python field too
+    dock.expression_edit.setText(CONFIG["expression"])
+    start_run("run", on_done=lambda task: later(3000, screenshot))
+
+
+def screenshot():
+    image = iface.mainWindow().grab().toImage()
+    REPORT["screenshot"] = {"saved": image.save(CONFIG["screenshot"]), "size": [image.width(), image.height()]}
+    REPORT["panel"] = dock.deps_panel.summary.text()
+    step_cancel()
+
+
+def step_cancel():
+    big = QgsRasterLayer(CONFIG["big_scene"], "big")  # long enough to be stopped mid-way
+    assert big.isValid(), CONFIG["big_scene"]
+    project.addMapLayer(big)
+    dock.layer_combo.setLayer(big)
+    dock.file_radio.setChecked(True)
+    dock.output_widget.setFilePath(CONFIG["cancel_output"])
+    start_run("cancel", on_progress=lambda task: dock.cancel_button.click(), on_done=after_cancel)
+
+
+def after_cancel(task):
+    step = REPORT["steps"]["cancel"]
+    folder = Path(CONFIG["cancel_output"]).parent
+    step["output_folder"] = sorted(p.name for p in folder.iterdir())
+    step["worker_alive"] = _alive(task.worker_pid)
+    dock.temporary_radio.setChecked(True)
+    start_run("kill", on_progress=lambda task: os.kill(task.worker_pid, signal.SIGKILL), on_done=after_kill)
+
+
+def after_kill(task):
+    REPORT["steps"]["kill"]["worker_alive"] = _alive(task.worker_pid)
+    dock.layer_combo.setLayer(project.mapLayersByName("dubai_sample")[0])
+    start_run("again", on_done=lambda task: finish())
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+later(500, step_run)

@@ -1,0 +1,181 @@
+"""The plugin in the real QGIS binaries: ``qgis.bin`` under Xvfb and ``qgis_process.bin``.
+
+The python-hosted tests cannot see what crashed the desktop (pip's GEOS/GDAL loaded into the
+QGIS executable next to QGIS's own); these run the plugin as users get it: the zip built by
+scripts/package_plugin.py, installed into a throw-away profile, with the worker on the test
+interpreter (``$RRSIS_PYTHON``) and the bundled default model on the sample scene.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("qgis.core", reason="QGIS Python bindings cannot be imported: install python3-qgis", exc_type=ImportError)
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "resources" / "sample" / "dubai_sample.tif"
+SESSION_SCRIPT = Path(__file__).with_name("desktop_session.py")
+SCREENSHOT = REPO / "build" / "screenshots" / "qgis_desktop_dock.png"
+FORBIDDEN = ("torch", "rasterio", "shapely", "pyogrio", "geopandas", "pyproj", "rrsis_geo")
+
+pytestmark = pytest.mark.slow
+
+
+def _binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (apt-get install qgis; scripts/setup.sh does it as root on Debian)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def plugin_zip(tmp_path_factory) -> Path:
+    """The plugin zip, built and checked by scripts/package_plugin.py."""
+    if not SAMPLE.is_file():
+        pytest.skip(f"the sample scene {SAMPLE} is not installed")
+    spec = importlib.util.spec_from_file_location("package_plugin", REPO / "scripts" / "package_plugin.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    output = tmp_path_factory.mktemp("zip") / "rrsis_qgis.zip"
+    assert module.main(["-o", str(output)]) == 0
+    return output
+
+
+def _install(plugin_zip: Path, profile: Path) -> Path:
+    """Unpack the zip into ``profile`` and enable the plugin there, as the plugin manager does."""
+    spec = importlib.util.spec_from_file_location("package_plugin", REPO / "scripts" / "package_plugin.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    installed = module.install(plugin_zip, profile / "python" / "plugins")
+    ini = profile / "QGIS" / "QGIS3.ini"
+    ini.parent.mkdir(parents=True, exist_ok=True)
+    ini.write_text("[PythonPlugins]\nrrsis_qgis=true\n\n[qgis]\ncheckVersion=false\nshowTips=false\n")
+    return installed
+
+
+def _env(tmp: Path) -> dict:
+    """QGIS's environment: the worker on this interpreter; nothing of this checkout on sys.path."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RRSIS_EXTENSIONS", "RRSIS_WORKER_PATH", "QT_QPA_PLATFORM")}
+    env.update(RRSIS_PYTHON=sys.executable, TMPDIR=str(tmp), HOME=str(tmp), XDG_RUNTIME_DIR=str(tmp))
+    return env
+
+
+def _tiled_sample(path: Path, times: int = 3) -> Path:
+    """The sample repeated ``times`` × ``times`` (same grid origin and pixel size): a run long
+    enough to be cancelled or killed mid-way on any machine."""
+    import numpy as np
+    import rasterio
+
+    with rasterio.open(SAMPLE) as src:
+        data, profile = src.read(), src.profile
+    profile.update(width=src.width * times, height=src.height * times, tiled=True, blockxsize=256, blockysize=256)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.tile(data, (1, times, times)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def desktop_report(plugin_zip, tmp_path_factory) -> dict:
+    """One desktop session (run, cancel, kill the worker, run again); what its script saw."""
+    xvfb_run = _binary("xvfb-run")
+    qgis = _binary("qgis.bin")
+    root = tmp_path_factory.mktemp("desktop")
+    profiles, tmp, out = root / "profiles", root / "tmp", root / "out"
+    for folder in (tmp, out):
+        folder.mkdir()
+    installed = _install(plugin_zip, profiles / "profiles" / "default")
+    config = {
+        "scene": str(SAMPLE), "big_scene": str(_tiled_sample(root / "big.tif")), "expression": "water",
+        "report": str(root / "report.json"),
+        "screenshot": str(root / "dock.png"), "cancel_output": str(out / "cancelled.gpkg"), "timeout_s": 420,
+    }
+    (root / "config.json").write_text(json.dumps(config))
+    env = dict(_env(tmp), RRSIS_DESKTOP_TEST=str(root / "config.json"))
+    argv = [
+        xvfb_run, "-a", "-s", "-screen 0 1600x1050x24", qgis, "--nologo", "--noversioncheck",
+        "--profiles-path", str(profiles), "--code", str(SESSION_SCRIPT),
+    ]
+    process = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=480, cwd=root)
+    report_file = Path(config["report"])
+    assert report_file.is_file(), f"QGIS ended ({process.returncode}) without a report:\n{process.stderr[-3000:]}"
+    report = json.loads(report_file.read_text())
+    report.update(returncode=process.returncode, installed=str(installed), stderr=process.stderr[-3000:])
+    if Path(config["screenshot"]).is_file():
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(config["screenshot"], SCREENSHOT)
+    assert report["error"] is None, report["error"]
+    return report
+
+
+def test_dock_run_gives_styled_polygons_and_qgis_lives_on(desktop_report):
+    assert desktop_report["returncode"] == 0  # QGIS exited by itself, not on a signal
+    run = desktop_report["steps"]["run"]
+    assert run["status"] == "ok", run["message"]
+    (layer,) = run["layers"]
+    assert layer["name"] == "water" and layer["features"] > 0 and layer["provider"] == "memory"
+    assert layer["fill_alpha"] < 255  # the plugin's semi-transparent style
+    assert layer["crs"] == "EPSG:32640"
+    assert run["workdirs"] == []
+    assert desktop_report["screenshot"]["saved"]
+    # the panel names the worker this test chose and the library bundled in the installed zip
+    assert sys.executable in desktop_report["panel"]
+    assert desktop_report["installed"] in desktop_report["panel"]
+
+
+def test_qgis_process_never_loads_the_library_or_its_gis_wheels(desktop_report):
+    assert desktop_report["forbidden_modules"] == []
+
+
+def test_cancel_in_the_desktop_leaves_nothing(desktop_report):
+    cancel = desktop_report["steps"]["cancel"]
+    assert cancel["status"] == "cancelled", cancel["message"]
+    assert cancel["layers"] == [] and cancel["project_layers"] == cancel["layers_before"]
+    assert cancel["output_folder"] == []
+    assert cancel["workdirs"] == []
+    assert cancel["worker_alive"] is False
+    assert cancel["exit"] == 130  # the worker stopped by itself between batches (SIGTERM), not killed
+
+
+def test_killed_worker_is_a_message_and_the_next_run_works(desktop_report):
+    kill = desktop_report["steps"]["kill"]
+    assert kill["status"] == "error"
+    assert "stopped unexpectedly" in kill["message"] and "SIGKILL" in kill["message"]
+    assert any("stopped unexpectedly" in text for text in kill["bar"])
+    assert kill["worker_alive"] is False and kill["workdirs"] == []
+    assert kill["exit"] == -9
+    again = desktop_report["steps"]["again"]
+    assert again["status"] == "ok", again["message"]
+    assert again["layers"][0]["features"] > 0
+
+
+def test_qgis_process_runs_the_algorithm(qgis_app, plugin_zip, tmp_path):
+    """``qgis_process.bin run rrsis:segment`` with the plugin in the default profile of a fresh
+    $XDG_DATA_HOME (qgis_process 3.22 has no --profiles-path; it loads enabled plugins that
+    declare hasProcessingProvider)."""
+    qgis_process = _binary("qgis_process.bin")
+    data_home, tmp = tmp_path / "data", tmp_path / "tmp"
+    tmp.mkdir()
+    _install(plugin_zip, data_home / "QGIS" / "QGIS3" / "profiles" / "default")
+    output = tmp_path / "out" / "water.gpkg"
+    output.parent.mkdir()
+    env = dict(_env(tmp), XDG_DATA_HOME=str(data_home), QT_QPA_PLATFORM="offscreen")
+    argv = [qgis_process, "run", "rrsis:segment", "--", f"INPUT={SAMPLE}", "EXPRESSIONS=water", f"OUTPUT={output}"]
+    process = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert process.returncode == 0, process.stdout[-2000:] + process.stderr[-3000:]
+    assert output.is_file()
+    from qgis.core import QgsVectorLayer
+
+    layer = QgsVectorLayer(f"{output}|layername=water", "water", "ogr")
+    assert layer.isValid() and layer.featureCount() > 0
+    assert layer.crs().authid() == "EPSG:32640"
+    assert "FEATURE_COUNT:" in process.stdout
+    assert sorted(p.name for p in output.parent.iterdir()) == ["water.gpkg"]
+    assert not list(tmp.glob("rrsis-processing-*"))

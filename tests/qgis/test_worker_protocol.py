@@ -1,0 +1,116 @@
+"""The worker protocol and client: messages, version check, crashes, the library's errors."""
+
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from rrsis_qgis import protocol
+from rrsis_qgis.worker_client import WorkerCrashed, WorkerFailure, WorkerRun, describe_exit, probe
+
+REQUEST = {"scene": "scene.tif", "expressions": ["water"], "output": "out.gpkg"}
+
+
+def _fake_python(tmp_path, body: str) -> str:
+    """An executable standing in for a Python that runs a misbehaving worker."""
+    path = tmp_path / "fake-python"
+    path.write_text("#!/bin/sh\n" + textwrap.dedent(body))
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return str(path)
+
+
+def test_messages_round_trip_and_unknown_fields_are_kept():
+    msg = protocol.message(protocol.PROGRESS, done=3, total=9, message="tile 3/9", scale_plan={"water": 2.0}, skip=None)
+    line = protocol.encode(msg)
+    assert line.endswith("\n") and line.count("\n") == 1
+    assert protocol.decode(line) == {"type": "progress", "done": 3, "total": 9, "message": "tile 3/9", "scale_plan": {"water": 2.0}}
+    for bad in ("not json", "[1, 2]", '{"no": "type"}'):
+        with pytest.raises(protocol.ProtocolError):
+            protocol.decode(bad)
+    assert protocol.one_line("a\n  b\tc") == "a b c"
+    assert "protocol 99" in protocol.check_hello({"type": "hello", "protocol": 99})
+    assert protocol.check_hello({"type": "hello", "protocol": protocol.PROTOCOL_VERSION}) is None
+
+
+def test_a_worker_of_another_protocol_version_is_refused(tmp_path):
+    python = _fake_python(tmp_path, """\
+        echo '{"type":"hello","protocol":99}'
+        sleep 30
+    """)
+    with pytest.raises(WorkerFailure, match="protocol 99") as caught:
+        WorkerRun(python, REQUEST).run()
+    assert caught.value.kind == "protocol"
+
+
+def test_unknown_messages_are_passed_on_and_a_result_ends_the_run(tmp_path):
+    python = _fake_python(tmp_path, f"""\
+        echo '{{"type":"hello","protocol":{protocol.PROTOCOL_VERSION}}}'
+        read request
+        echo 'stray text from a library'
+        echo '{{"type":"scale_plan","text":"water at 2x"}}'
+        echo '{{"type":"result","output":"out.gpkg","layers":[],"count":0}}'
+    """)
+    seen = []
+    result = WorkerRun(python, REQUEST, seen.append).run()
+    assert result["output"] == "out.gpkg"
+    assert [m["type"] for m in seen] == ["hello", "scale_plan", "result"]
+
+
+def test_a_crashing_worker_is_reported_with_its_last_words(tmp_path):
+    python = _fake_python(tmp_path, f"""\
+        echo '{{"type":"hello","protocol":{protocol.PROTOCOL_VERSION}}}'
+        read request
+        echo '{{"type":"progress","done":1,"total":9}}'
+        echo 'free(): invalid pointer' >&2
+        kill -SEGV $$
+    """)
+    with pytest.raises(WorkerCrashed) as caught:
+        WorkerRun(python, REQUEST).run()
+    text = str(caught.value)
+    assert "stopped unexpectedly" in text and "SIGSEGV" in text and "free(): invalid pointer" in text
+    assert describe_exit(3) == "exit status 3"
+
+
+def test_a_missing_interpreter_is_a_start_error(tmp_path):
+    with pytest.raises(WorkerFailure, match="cannot start the worker Python") as caught:
+        WorkerRun(str(tmp_path / "no-python"), REQUEST).run()
+    assert caught.value.kind == "start"
+
+
+@pytest.mark.slow
+def test_the_real_worker_reports_a_library_error_in_one_line(tmp_path, bright_checkpoint):
+    hello = probe(sys.executable)
+    assert hello["protocol"] == protocol.PROTOCOL_VERSION and hello["missing"] == []
+    request = dict(REQUEST, scene=str(tmp_path / "missing.tif"), output=str(tmp_path / "out.gpkg"), checkpoint=str(bright_checkpoint))
+    seen = []
+    with pytest.raises(WorkerFailure) as caught:
+        WorkerRun(sys.executable, request, seen.append).run()
+    assert caught.value.kind == "input"
+    assert "missing.tif" in str(caught.value) and "\n" not in str(caught.value)
+    assert seen[0]["type"] == "hello" and seen[-1]["type"] == "error"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_loading_and_using_the_plugin_imports_no_library_or_gis_wheel(tmp_path):
+    """In a fresh QGIS-hosting process: the plugin, its dock, task and algorithm, the probe."""
+    script = textwrap.dedent("""
+        import sys
+        from qgis.core import QgsApplication
+        app = QgsApplication([], True, sys.argv[1]); app.initQgis()
+        import rrsis_qgis
+        from rrsis_qgis import dock, task, layers, deps, devices, worker_client
+        from rrsis_qgis.processing import algorithm
+        plugin = rrsis_qgis.classFactory(None); plugin.initProcessing()
+        hello = worker_client.probe(sys.executable)
+        forbidden = ("torch", "rasterio", "shapely", "pyogrio", "geopandas", "pyproj", "rrsis_geo")
+        print(sorted(m for m in sys.modules if m.split(".")[0] in forbidden), hello["type"])
+        sys.stdout.flush()
+        import os; os._exit(0)
+    """)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[] hello"
