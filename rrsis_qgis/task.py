@@ -27,6 +27,9 @@ from .worker_client import WorkerCancelled, WorkerFailure, WorkerRun
 
 LOG_TAG = "rrsis"
 
+#: Warnings quoted in the message of a run that went through (the rest are in the log).
+WARNINGS_SHOWN = 3
+
 #: Share of the progress bar taken by the export of a non-file layer.
 EXPORT_SHARE = 15.0
 
@@ -223,8 +226,9 @@ class SegmentTask(QgsTask):
             where = "temporary layers" if temporary else path
             text = f"{count} polygon(s) in {len(layers)} layer(s) ({where})"
             if self.warnings:
-                more = f" (+{len(self.warnings) - 1} more in the rrsis log)" if len(self.warnings) > 1 else ""
-                text += f"; warning: {self.warnings[0]}{more}"
+                shown = WARNINGS_SHOWN
+                more = f" (+{len(self.warnings) - shown} more in the rrsis log)" if len(self.warnings) > shown else ""
+                text += f"; warning: {' | '.join(self.warnings[:shown])}{more}"
             return Outcome("ok", text, [layer.id() for layer in layers], count)
         if self._was_cancelled():
             return Outcome("cancelled", "cancelled; nothing was written")
