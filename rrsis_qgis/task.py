@@ -66,8 +66,8 @@ class Outcome:
 
 #: the library's messages name CLI options; in the plugin the same choice has another name
 DOCK_OPTIONS = {
-    "pass --on-read-error skip": "choose Advanced → Unreadable pixels → Skip",
-    "--force-gsd": "Advanced → Scale (run on coarser scenes)",
+    "pass --on-read-error skip": "choose Advanced → Unreadable pixels: Skip",
+    "--force-gsd": "Advanced → Coarse scenes: Run anyway",
 }
 
 

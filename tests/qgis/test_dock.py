@@ -295,7 +295,7 @@ def test_a_truncated_geotiff_is_a_message_and_the_next_run_works(desktop, dock, 
 
     assert outcome.status == "error" and outcome.layer_ids == []
     assert "cannot read" in outcome.message and "cut.tif" in outcome.message and "\n" not in outcome.message
-    assert "Advanced → Unreadable pixels → Skip" in outcome.message  # the dock's name for the CLI option
+    assert "Advanced → Unreadable pixels: Skip" in outcome.message  # the dock's name for the CLI option
     assert any("cannot read" in item.text() for item in desktop.message_bar.items())
     assert dock.task is None and dock.run_button.isEnabled()
 
