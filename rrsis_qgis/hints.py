@@ -122,6 +122,6 @@ def hint_lines(
         text = str(msg.get("understood") or msg.get("text") or "")
         coarsest = msg.get("coarsest_scene_m")
         if scene_gsd_m and coarsest and scene_gsd_m > float(coarsest):
-            text += f"; this layer is {scene_gsd_m:.3g} m/px, too coarse (Advanced → force GSD runs it anyway)"
+            text += f"; this layer is {scene_gsd_m:.3g} m/px, too coarse (or tick Advanced → Coarse scenes: Run anyway)"
         lines.append(("⚠ " if msg.get("known") is False else "") + text)
     return lines

@@ -67,6 +67,7 @@ class Outcome:
 #: the library's messages name CLI options; in the plugin the same choice has another name
 DOCK_OPTIONS = {
     "pass --on-read-error skip": "choose Advanced → Unreadable pixels: Skip",
+    "--force-gsd to run it anyway": "tick Advanced → Coarse scenes: Run anyway",
     "--force-gsd": "Advanced → Coarse scenes: Run anyway",
 }
 

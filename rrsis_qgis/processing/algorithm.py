@@ -60,6 +60,7 @@ READ_ERROR_POLICIES = ["fail", "skip"]
 #: the library's CLI options, as this algorithm's parameters
 PROCESSING_OPTIONS = {
     "pass --on-read-error skip": "set ON_READ_ERROR to skip",
+    "--force-gsd to run it anyway": "set FORCE_GSD to run it anyway",
     "--force-gsd": "FORCE_GSD",
 }
 

@@ -199,5 +199,6 @@ def test_qgis_process_runs_the_algorithm(qgis_app, plugin_zip, tmp_path):
     assert layer.isValid() and layer.featureCount() > 0
     assert layer.crs().authid() == "EPSG:32640"
     assert "FEATURE_COUNT:" in process.stdout
+    assert "'water' understood as water (nearest: 'water' 1.00" in process.stdout  # the plan line, before the tiles
     assert sorted(p.name for p in output.parent.iterdir()) == ["water.gpkg"]
     assert not list(tmp.glob("rrsis-processing-*"))

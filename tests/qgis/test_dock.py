@@ -266,6 +266,16 @@ def test_typing_shows_what_the_model_understands_and_its_scale(desktop, dock, sc
     assert dock.hint_label.text() == houses  # from the cache: no second worker
     assert dock.hints.requests == 1 and not dock.hints.busy()
 
+    coarse = _add_raster(write_scene(scene.with_name("coarse.tif"), size=64, pixel=300.0), "coarse")
+    dock.layer_combo.setLayer(coarse)  # the hint follows the layer: 300 m/px is too coarse for 1.5 m/px
+    assert dock.hint_label.text() == houses + "; this layer is 300 m/px, too coarse (or tick Advanced → Coarse scenes: Run anyway)"
+    outcome = run_dock(dock)
+    assert outcome.status == "error"
+    assert outcome.message == (
+        "'houses' needs a scene of 3 m/px or finer (learned at 1.5 m/px) but coarse.tif has 300 m/px; "
+        "use finer imagery, or tick Advanced → Coarse scenes: Run anyway"
+    )
+
 
 def test_without_a_worker_the_hint_stays_quietly_empty(desktop, dock, scene, tmp_path):
     from rrsis_qgis import deps
