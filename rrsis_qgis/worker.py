@@ -346,11 +346,11 @@ def serve(stdin: TextIO, channel: Channel) -> int:
             text = f"expected a {asked} request of protocol {protocol.PROTOCOL_VERSION}, got {line[:200]!r}"
             channel.send(protocol.ERROR, kind="protocol", text=text)
             return 2
-        cancel.install(stdin)
         forward_warnings(channel)
         if request["type"] == protocol.EXPLAIN:
-            explain(request, channel)
+            explain(request, channel)  # nothing to clean up: SIGTERM may end it where it stands
         else:
+            cancel.install(stdin)
             run(request, channel, cancel)
         return 0
     except protocol.ProtocolError as exc:

@@ -1,5 +1,6 @@
 """The dock runs predictions in the background and loads the results."""
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -318,3 +319,17 @@ def test_a_truncated_geotiff_is_a_message_and_the_next_run_works(desktop, dock, 
     outcome = run_dock(dock)
     assert outcome.status == "ok", outcome.message
     assert _result_layers(outcome)[0].featureCount() == 1
+
+
+def test_a_hint_worker_on_its_way_is_stopped_at_once_on_unload(qgis_app):
+    import time
+
+    from rrsis_qgis.hints import ExplainService
+
+    service = ExplainService()
+    assert service.request(sys.executable, "", ["houses"])
+    time.sleep(0.5)  # the worker is importing torch
+    started = time.monotonic()
+    service.shutdown()
+    assert time.monotonic() - started < 5.0
+    assert not service.busy() and service.failures == {}  # a stop is not a failure: no "no hint" later
