@@ -10,7 +10,7 @@ creates an environment under the QGIS profile, and installs nothing otherwise.
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import List, Optional
 
 from qgis.core import (
     QgsApplication,
@@ -20,9 +20,10 @@ from qgis.core import (
     QgsRasterLayer,
     QgsSettings,
     QgsTask,
+    QgsUnitTypes,
 )
 from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox
-from qgis.PyQt.QtCore import Qt, pyqtSignal
+from qgis.PyQt.QtCore import Qt, QTimer, pyqtSignal
 from qgis.PyQt.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -46,6 +47,7 @@ from qgis.PyQt.QtWidgets import (
 from . import checkpoints, deps, devices
 from .deps_panel import DependencyPanel, usable
 from .devices import WorkerProbe
+from .hints import ExplainService, hint_lines
 from .expressions import (
     EXPRESSION_SEPARATOR,
     SETTINGS_PREFIX,
@@ -57,6 +59,10 @@ from .expressions import (
 from .extent import CANVAS, DRAWN, WHOLE_LAYER, ExtentPicker, extent_for
 from .layers import LayerInputError, file_source, parse_bands, plan_raster_input
 from .task import Outcome, SegmentationRequest, SegmentTask
+
+
+#: the hint waits this long after the last key before asking the worker
+HINT_DELAY_MS = 1000
 
 
 def _compact(combo: QComboBox) -> None:
@@ -85,6 +91,10 @@ class SegmentDock(QgsDockWidget):
         self.picker = ExtentPicker(self.canvas, self)
         self.probe = WorkerProbe(self)
         self.probe.result.connect(self._probed)
+        self.hints = ExplainService(self)
+        self.hint_timer = QTimer(self)
+        self.hint_timer.setSingleShot(True)
+        self.hint_timer.setInterval(HINT_DELAY_MS)
         self._build()
         self._connect()
         self.check_dependencies()
@@ -120,6 +130,13 @@ class SegmentDock(QgsDockWidget):
         self.completer.history = load_history()
         self.completer.refresh()
         form.addRow("Expression", self.expression_edit)
+        self.hint_label = QLabel()
+        self.hint_label.setWordWrap(True)
+        self.hint_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.hint_label.setStyleSheet("font-style: italic;")
+        self.hint_label.setToolTip("How the model reads what you typed, and the scale it will run at")
+        self.hint_label.hide()
+        form.addRow("", self.hint_label)
 
         self.model_widget = QgsFileWidget()
         self.model_widget.setStorageMode(QgsFileWidget.GetDirectory)
@@ -213,6 +230,18 @@ class SegmentDock(QgsDockWidget):
             "For layers that are not files (WMS, XYZ, virtual): map units per pixel of the exported image"
         )
         advanced_form.addRow("Export resolution", self.resolution_spin)
+        self.read_error_combo = QComboBox()
+        self.read_error_combo.addItem("Stop the run", "fail")
+        self.read_error_combo.addItem("Skip (nodata)", "skip")
+        _compact(self.read_error_combo)
+        self.read_error_combo.setToolTip("What to do with pixel windows that cannot be read (a corrupt or truncated file)")
+        advanced_form.addRow("Unreadable pixels", self.read_error_combo)
+        self.force_gsd_check = QCheckBox("Run anyway")
+        self.force_gsd_check.setToolTip(
+            "Run on scenes far coarser than the scale an expression's category was learned at (force GSD); "
+            "without it such a scene is refused before any tile is read"
+        )
+        advanced_form.addRow("Coarse scenes", self.force_gsd_check)
         self.python_widget = QgsFileWidget()
         self.python_widget.setStorageMode(QgsFileWidget.GetFile)
         self.python_widget.setDialogTitle("Python interpreter with rrsis's packages (torch, rasterio, geopandas...)")
@@ -253,7 +282,12 @@ class SegmentDock(QgsDockWidget):
 
     def _connect(self) -> None:
         self.layer_combo.layerChanged.connect(self._update_state)
+        self.layer_combo.layerChanged.connect(self._layer_changed_hint)
         self.expression_edit.textChanged.connect(self._update_state)
+        self.expression_edit.textEdited.connect(self.schedule_hint)  # typing, not setText()
+        self.completer.activated[str].connect(self.schedule_hint)
+        self.hint_timer.timeout.connect(self.show_hint)
+        self.hints.answered.connect(self._hints_answered)
         self.model_widget.fileChanged.connect(self.refresh_model)
         self.threshold_slider.valueChanged.connect(self._show_threshold)
         self.extent_combo.currentIndexChanged.connect(self._extent_choice_changed)
@@ -296,6 +330,7 @@ class SegmentDock(QgsDockWidget):
 
     def _installed(self) -> None:
         devices.clear_cache()
+        self.hints.forget_failures()
         self.check_dependencies()
 
     def _probed(self, python: str, hello: dict) -> None:
@@ -348,9 +383,65 @@ class SegmentDock(QgsDockWidget):
             size = f", {self.card.input_size} px tiles" if self.card.input_size else ""
             self.model_label.setText(f"{kind}{self.card.name}{size}")
             self.threshold_slider.setValue(int(round(self.card.threshold * 100)))
-            self.completer.vocabulary = self.card.vocabulary
+            self.completer.vocabulary = self._vocabulary()
             self.completer.refresh(self.expression_edit.text())
+        if self.hint_label.isVisible():
+            self.schedule_hint()
         self._update_state()
+
+    # ---- "understood as" ------------------------------------------------------------------
+    def _checkpoint_key(self) -> str:
+        return str(self.card.path) if self.card is not None and self.card.usable else ""
+
+    def _vocabulary(self) -> List[str]:
+        """The completer's words: the config's vocabulary and the phrasings the worker reported."""
+        words = list(self.card.vocabulary) if self.card is not None else []
+        known = self.hints.knowledge.get(self._checkpoint_key()) or {}
+        return list(dict.fromkeys(words + [str(p) for p in known.get("known_phrasings") or []]))
+
+    def schedule_hint(self, *_args) -> None:
+        """Explain the expression about a second after the last key (debounced)."""
+        self.hint_timer.start()
+
+    def _layer_gsd_m(self) -> Optional[float]:
+        layer = self.layer_combo.currentLayer()
+        if not isinstance(layer, QgsRasterLayer) or layer.crs().isGeographic() or layer.width() <= 0:
+            return None
+        if layer.crs().mapUnits() != QgsUnitTypes.DistanceMeters:
+            return None
+        return max(layer.rasterUnitsPerPixelX(), layer.rasterUnitsPerPixelY())
+
+    def show_hint(self) -> None:
+        """Show what is known now, and ask a worker for the rest (answers arrive later)."""
+        expressions = split_expressions(self.expression_edit.text())
+        python = self.python_choice.python
+        if not expressions or python is None or self.card is None or not self.card.usable:
+            self._set_hint([])
+            return
+        key = self._checkpoint_key()
+        self.hints.request(python, key, expressions)
+        if self.hints.failure(python, key):  # quiet fallback: no worker to ask, no hint
+            self._set_hint([])
+            return
+        self._set_hint(hint_lines(self.hints, key, expressions, self._layer_gsd_m()))
+
+    def _layer_changed_hint(self, *_args) -> None:
+        if self.hint_label.isVisible():  # the layer's GSD may make an expression too coarse
+            self.show_hint()
+
+    def _hints_answered(self) -> None:
+        self.completer.vocabulary = self._vocabulary()
+        self.completer.refresh(self.expression_edit.text())
+        if self.hint_label.isVisible():
+            self.show_hint()
+
+    def _set_hint(self, lines: List[str]) -> None:
+        self.hint_label.setText("\n".join(lines))
+        self.hint_label.setVisible(bool(lines))
+
+    def _plan_seen(self, msg: dict) -> None:
+        """A run's plan for one expression: as good as an explain answer, cache it."""
+        self.hints.remember(self._checkpoint_key(), str(msg.get("expression")), msg)
 
     def _show_threshold(self, value: int) -> None:
         self.threshold_label.setText(f"{value / 100:.2f}")
@@ -460,6 +551,8 @@ class SegmentDock(QgsDockWidget):
             output=output,
             overwrite=self.overwrite_check.isChecked(),
             group_name=f"rrsis — {layer.name()}",
+            on_read_error=self.read_error_combo.currentData(),
+            force_gsd=self.force_gsd_check.isChecked(),
         )
 
     def run(self) -> Optional[SegmentTask]:
@@ -480,6 +573,7 @@ class SegmentDock(QgsDockWidget):
         task.progressChanged.connect(self._progress)
         task.message.connect(self.set_status)
         task.done.connect(self._finished)
+        task.expression_plan.connect(self._plan_seen)
         self.task = task
         self.progress_bar.setValue(0)
         self.set_status("starting")
@@ -517,4 +611,6 @@ class SegmentDock(QgsDockWidget):
                 task.waitForFinished(60000)
         self.picker.shutdown()
         self.deps_panel.shutdown()
+        self.hint_timer.stop()
+        self.hints.shutdown()
         self.probe.wait()

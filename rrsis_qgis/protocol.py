@@ -22,8 +22,13 @@ PROGRESS = "progress"  # done, total, message
 WARNING = "warning"  # free text + optional fields; the run goes on
 RESULT = "result"  # the GeoPackage written, its layers and counts; last line of a good run
 ERROR = "error"  # one-line text + kind; last line of a failed or cancelled run
+KNOWLEDGE = "knowledge"  # answer to explain: the model's categories, phrasings and scales
+EXPLANATION = "explanation"  # answer to explain: how the model reads one expression, its scale
 # plugin -> worker
 RUN = "run"  # the job: scene, expressions, options (one per worker process)
+EXPLAIN = "explain"  # expressions + checkpoint: what the model understands (no scene, no tile)
+#: what a worker accepts after its hello (one request per worker process)
+REQUESTS = (RUN, EXPLAIN)
 
 #: ``error`` kinds. ``input``: the user can fix it (the library's own message); ``cancelled``;
 #: ``dependency``: a package is missing in the worker's Python; ``protocol``: the two sides do

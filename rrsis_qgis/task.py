@@ -27,6 +27,9 @@ from .worker_client import WorkerCancelled, WorkerFailure, WorkerRun
 
 LOG_TAG = "rrsis"
 
+#: Warnings quoted in the message of a run that went through (the rest are in the log).
+WARNINGS_SHOWN = 3
+
 #: Share of the progress bar taken by the export of a non-file layer.
 EXPORT_SHARE = 15.0
 
@@ -47,6 +50,8 @@ class SegmentationRequest:
     output: Optional[str] = None  # GeoPackage path; None: temporary layers
     overwrite: bool = False
     group_name: str = "rrsis results"
+    on_read_error: str = "fail"  # "skip": unreadable pixel windows become nodata (listed in a warning)
+    force_gsd: bool = False  # run on scenes coarser than the model learned
 
 
 @dataclass
@@ -57,6 +62,21 @@ class Outcome:
     message: str
     layer_ids: List[str] = field(default_factory=list)
     feature_count: int = 0
+
+
+#: the library's messages name CLI options; in the plugin the same choice has another name
+DOCK_OPTIONS = {
+    "pass --on-read-error skip": "choose Advanced → Unreadable pixels: Skip",
+    "--force-gsd to run it anyway": "tick Advanced → Coarse scenes: Run anyway",
+    "--force-gsd": "Advanced → Coarse scenes: Run anyway",
+}
+
+
+def in_plugin_terms(text: str, options: Dict[str, str] = DOCK_OPTIONS) -> str:
+    """``text`` with the CLI options it names replaced by where the plugin offers them."""
+    for cli, plugin in options.items():
+        text = text.replace(cli, plugin)
+    return text
 
 
 class RunCancelled(Exception):
@@ -77,6 +97,8 @@ def worker_request(request: SegmentationRequest, scene: str, output: str) -> Dic
         "bands": request.bands,
         "threshold": request.threshold,
         "bbox": list(request.raster.bbox) if request.raster.bbox else None,
+        "on_read_error": request.on_read_error,
+        "force_gsd": request.force_gsd,
     }
 
 
@@ -87,6 +109,8 @@ class SegmentTask(QgsTask):
     message = pyqtSignal(str)
     #: emitted from ``finished()`` (main thread) with the :class:`Outcome`
     done = pyqtSignal(object)
+    #: a worker ``plan`` message about one expression (how the model reads it, its scale)
+    expression_plan = pyqtSignal(object)
 
     def __init__(self, request: SegmentationRequest, project: Optional[QgsProject] = None, message_bar=None) -> None:
         label = "; ".join(request.expressions)
@@ -142,6 +166,8 @@ class SegmentTask(QgsTask):
         elif kind == protocol.PLAN:
             self.message.emit(str(msg.get("text", "")))
             QgsMessageLog.logMessage(f"plan: {msg.get('text', '')}", LOG_TAG, Qgis.Info)
+            if msg.get("expression"):
+                self.expression_plan.emit(msg)
         elif kind == protocol.WARNING:
             text = str(msg.get("text", ""))
             self.warnings.append(text)
@@ -201,7 +227,9 @@ class SegmentTask(QgsTask):
             where = "temporary layers" if temporary else path
             text = f"{count} polygon(s) in {len(layers)} layer(s) ({where})"
             if self.warnings:
-                text += f"; {len(self.warnings)} warning(s) in the rrsis log"
+                shown = WARNINGS_SHOWN
+                more = f" (+{len(self.warnings) - shown} more in the rrsis log)" if len(self.warnings) > shown else ""
+                text += f"; warning: {' | '.join(self.warnings[:shown])}{more}"
             return Outcome("ok", text, [layer.id() for layer in layers], count)
         if self._was_cancelled():
             return Outcome("cancelled", "cancelled; nothing was written")
@@ -211,7 +239,7 @@ class SegmentTask(QgsTask):
         exc = self.exception
         if isinstance(exc, LayerInputError) or (isinstance(exc, WorkerFailure) and exc.kind in ("input", "dependency", "start", "protocol")):
             QgsMessageLog.logMessage(str(exc), LOG_TAG, Qgis.Warning)
-            return Outcome("error", str(exc))
+            return Outcome("error", in_plugin_terms(str(exc)))
         if isinstance(exc, WorkerFailure):  # a crash or a bug in the worker: the details go to the log
             QgsMessageLog.logMessage(f"{exc}\n{exc.detail}", LOG_TAG, Qgis.Critical)
             return Outcome("error", f"{exc} (details in the rrsis tab of the log messages panel)")
@@ -227,4 +255,6 @@ class SegmentTask(QgsTask):
         if self.message_bar is None:
             return
         level = {"ok": Qgis.Success, "cancelled": Qgis.Info, "error": Qgis.Critical}[outcome.status]
-        self.message_bar.pushMessage("rrsis", outcome.message, level, 0 if outcome.status == "error" else 6)
+        if outcome.status == "ok" and self.warnings:
+            level = Qgis.Warning  # e.g. an expression far from what the model learned, skipped windows
+        self.message_bar.pushMessage("rrsis", outcome.message, level, 0 if level == Qgis.Critical else 6)

@@ -7,7 +7,7 @@ rasterio and pyogrio carry their own GEOS/GDAL, which clash with QGIS's copies w
 loaded into the QGIS executable (undefined behaviour; on QGIS 3.22/Debian 12 a crash).
 
     python -m rrsis_qgis.worker --probe     # one hello line: versions, devices, missing packages
-    python -m rrsis_qgis.worker             # hello, then reads one run request from stdin
+    python -m rrsis_qgis.worker             # hello, then reads one run (or explain) request from stdin
 
 Protocol: :mod:`rrsis_qgis.protocol`. Cancel: SIGTERM, or stdin closed (the plugin, or QGIS,
 went away); the library stops between batches and removes its temporary files.
@@ -185,14 +185,71 @@ def _bbox(value: Any) -> Optional[tuple]:
     return tuple(float(v) for v in value) if value else None
 
 
+READ_ERROR_POLICIES = ("fail", "skip")
+
+
+def scale_text(gsd_m: Optional[float]) -> str:
+    """How the dock and the log say the scale an expression runs at."""
+    return f"runs at {gsd_m:g} m/px" if gsd_m else "runs at the scene's GSD"
+
+
+def _pass_text(p: Dict[str, Any]) -> str:
+    """``4 tile(s) of scene.tif, resampled from 0.3 m/px`` for one pass of a plan."""
+    have = p.get("scene_gsd_m")
+    resampled = f", resampled from {have:.3g} m/px" if have and p.get("resampled") else ""
+    return f"{p.get('tiles')} tile(s) of {p.get('scene')}{resampled}"
+
+
+def expression_plans(plan: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """One ``plan`` message body per expression of a ``PredictionPlan.to_dict()``."""
+    out = []
+    for e in plan.get("expressions", []):
+        explanation = e.get("explanation") or {}
+        passes = [
+            dict(scene=s.get("scene"), scene_gsd_m=s.get("scene_gsd_m"), **p)
+            for s in plan.get("scenes", [])
+            for p in s.get("passes", [])
+            if e.get("expression") in p.get("expressions", [])
+        ]
+        details = "; ".join(_pass_text(p) for p in passes)
+        understood = f"{explanation.get('message', e.get('expression'))}; {scale_text(e.get('gsd_m'))}"
+        out.append(dict(
+            text=understood + (f" ({details})" if details else ""), understood=understood,
+            expression=e.get("expression"), known=explanation.get("known"),
+            categories=explanation.get("categories"), nearest=explanation.get("nearest"),
+            gsd_m=e.get("gsd_m"), coarsest_scene_m=e.get("coarsest_scene_m"), passes=passes,
+        ))
+    return out
+
+
+def send_plan(channel: Channel, plan: Dict[str, Any]) -> None:
+    """Per expression a ``plan`` message, and a ``warning`` for one far from what the model learned."""
+    for body in expression_plans(plan):
+        channel.send(protocol.PLAN, **body)
+        if body.get("known") is False:
+            channel.send(
+                protocol.WARNING, text=body["understood"], category="vocabulary",
+                expression=body.get("expression"), nearest=body.get("nearest"),
+            )
+
+
 def run(request: Dict[str, Any], channel: Channel, cancel: Callable[[], bool]) -> None:
     """Load the model, segment, write the GeoPackage; report through ``channel``."""
     import rrsis_geo
+    from rrsis_geo.errors import InputError
     from rrsis_geo.vectorize import layer_names
 
     import_extensions()
     expressions = [str(e) for e in request["expressions"]]
     scene, output = str(request["scene"]), str(request["output"])
+    on_read_error = str(request.get("on_read_error") or "fail")
+    if on_read_error not in READ_ERROR_POLICIES:
+        raise InputError(f"on_read_error must be one of {', '.join(READ_ERROR_POLICIES)}, not {on_read_error!r}")
+    force_gsd = bool(request.get("force_gsd"))
+    if not force_gsd:  # a scene far too coarse is refused before the model loads (seconds matter)
+        from rrsis_geo.scaleplan import refuse_coarse_scenes
+
+        refuse_coarse_scenes([scene], expressions, request.get("checkpoint"), bands=request.get("bands"), bbox=_bbox(request.get("bbox")))
     channel.send(protocol.PROGRESS, done=0, total=0, message="loading the model")
     segmenter = rrsis_geo.load_model(request.get("checkpoint"), device=request.get("device") or "auto")
     if cancel():
@@ -212,7 +269,8 @@ def run(request: Dict[str, Any], channel: Channel, cancel: Callable[[], bool]) -
         overwrite=bool(request.get("overwrite")), tile_size=request.get("tile_size"),
         overlap=float(request.get("overlap", 0.25)), bands=request.get("bands"),
         threshold=request.get("threshold"), bbox=_bbox(request.get("bbox")),
-        progress=progress, cancel=cancel,
+        force_gsd=force_gsd, on_read_error=on_read_error,
+        progress=progress, cancel=cancel, on_plan=lambda plan: send_plan(channel, plan.to_dict()),
     )
     counts = gdf.groupby("expression").size().to_dict() if len(gdf) else {}
     layers = [
@@ -220,6 +278,35 @@ def run(request: Dict[str, Any], channel: Channel, cancel: Callable[[], bool]) -
         for name, e in zip(layer_names(expressions), expressions)
     ]
     channel.send(protocol.RESULT, output=output, layers=layers, count=int(len(gdf)), model=segmenter.name)
+
+
+def explain(request: Dict[str, Any], channel: Channel) -> None:
+    """What the model knows, and per expression how it reads it and the scale it runs at.
+
+    Sends one ``knowledge`` message (the checkpoint's categories, phrasings and scales), one
+    ``explanation`` per expression, then a ``result`` (``explained``: how many).
+    """
+    import rrsis_geo
+    from rrsis_geo.scaleplan import plan_expressions
+
+    import_extensions()
+    segmenter = rrsis_geo.load_model(request.get("checkpoint"), device=request.get("device") or "cpu")
+    knowledge = segmenter.knowledge
+    channel.send(
+        protocol.KNOWLEDGE, model=segmenter.name,
+        known_phrasings=[p for p, _ in knowledge.known_phrasings()], **knowledge.to_dict(),
+    )
+    texts = [" ".join(str(e).split()) for e in request.get("expressions") or []]
+    texts = [t for t in texts if t]
+    for asked, e in zip(texts, plan_expressions(segmenter, texts) if texts else []):
+        body = e.to_dict()
+        explanation = body.pop("explanation")
+        body.pop("expression")
+        channel.send(
+            protocol.EXPLANATION, text=f"{explanation['message']}; {scale_text(e.gsd_m)}",
+            asked=asked, **explanation, **body,
+        )
+    channel.send(protocol.RESULT, explained=len(texts), model=segmenter.name)
 
 
 def _error(channel: Channel, exc: BaseException) -> int:
@@ -254,13 +341,17 @@ def serve(stdin: TextIO, channel: Channel) -> int:
             channel.send(protocol.ERROR, kind="cancelled", text="no request: the plugin went away")
             return 130
         request = protocol.decode(line)
-        if request.get("type") != protocol.RUN or request.get("protocol") != protocol.PROTOCOL_VERSION:
-            text = f"expected a '{protocol.RUN}' request of protocol {protocol.PROTOCOL_VERSION}, got {line[:200]!r}"
+        if request.get("type") not in protocol.REQUESTS or request.get("protocol") != protocol.PROTOCOL_VERSION:
+            asked = " or ".join(f"'{r}'" for r in protocol.REQUESTS)
+            text = f"expected a {asked} request of protocol {protocol.PROTOCOL_VERSION}, got {line[:200]!r}"
             channel.send(protocol.ERROR, kind="protocol", text=text)
             return 2
-        cancel.install(stdin)
         forward_warnings(channel)
-        run(request, channel, cancel)
+        if request["type"] == protocol.EXPLAIN:
+            explain(request, channel)  # nothing to clean up: SIGTERM may end it where it stands
+        else:
+            cancel.install(stdin)
+            run(request, channel, cancel)
         return 0
     except protocol.ProtocolError as exc:
         channel.send(protocol.ERROR, kind="protocol", text=protocol.one_line(exc))

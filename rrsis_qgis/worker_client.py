@@ -146,9 +146,10 @@ class WorkerRun:
         on_message: Optional[MessageFn] = None,
         should_cancel: Optional[Callable[[], bool]] = None,
         grace_s: float = GRACE_S,
+        request_type: str = protocol.RUN,
     ) -> None:
         self.python = python
-        self.request = protocol.message(protocol.RUN, protocol=protocol.PROTOCOL_VERSION, **request)
+        self.request = protocol.message(request_type, protocol=protocol.PROTOCOL_VERSION, **request)
         self.on_message = on_message or (lambda msg: None)
         self.should_cancel = should_cancel or (lambda: False)
         self.grace_s = grace_s
@@ -307,3 +308,28 @@ class WorkerRun:
             text += f"; its last words: {protocol.one_line(last, 200)}"
         raise WorkerCrashed(text, detail)
 
+
+
+def explain(
+    python: str,
+    expressions: List[str],
+    checkpoint: Optional[str] = None,
+    should_cancel: Optional[Callable[[], bool]] = None,
+) -> Dict[str, Any]:
+    """Ask a worker what the model understands ``expressions`` as (no scene, no tile).
+
+    Returns ``{"knowledge": <knowledge message or None>, "explanations": {asked: <explanation>}}``;
+    :class:`WorkerFailure` when the worker cannot answer (e.g. an older worker that knows only
+    ``run``: kind ``protocol``).
+    """
+    answer: Dict[str, Any] = {"knowledge": None, "explanations": {}}
+
+    def collect(msg: Dict[str, Any]) -> None:
+        if msg.get("type") == protocol.KNOWLEDGE:
+            answer["knowledge"] = msg
+        elif msg.get("type") == protocol.EXPLANATION:
+            answer["explanations"][str(msg.get("asked") or msg.get("expression"))] = msg
+
+    request = {"expressions": list(expressions), "checkpoint": checkpoint, "device": "cpu"}
+    WorkerRun(python, request, collect, should_cancel, request_type=protocol.EXPLAIN).run()
+    return answer

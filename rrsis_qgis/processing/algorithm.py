@@ -21,6 +21,7 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from qgis.core import (
     QgsProcessingAlgorithm,
+    QgsProcessingParameterBoolean,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
@@ -51,10 +52,17 @@ from ..layers import (
     plan_raster_input,
 )
 from ..paths import icon_path
-from ..task import SegmentationRequest, worker_request
+from ..task import SegmentationRequest, in_plugin_terms, worker_request
 from ..worker_client import WorkerCancelled, WorkerFailure, WorkerRun
 
 DEVICES = ["auto", "cpu", "cuda"]
+READ_ERROR_POLICIES = ["fail", "skip"]
+#: the library's CLI options, as this algorithm's parameters
+PROCESSING_OPTIONS = {
+    "pass --on-read-error skip": "set ON_READ_ERROR to skip",
+    "--force-gsd to run it anyway": "set FORCE_GSD to run it anyway",
+    "--force-gsd": "FORCE_GSD",
+}
 
 #: Post-processors handed to Processing must outlive the algorithm instance (Processing does not
 #: take ownership); the last few hundred are kept, far more than one run loads.
@@ -87,6 +95,8 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
     DEVICE = "DEVICE"
     BANDS = "BANDS"
     EXPORT_RESOLUTION = "EXPORT_RESOLUTION"
+    ON_READ_ERROR = "ON_READ_ERROR"
+    FORCE_GSD = "FORCE_GSD"
     OUTPUT = "OUTPUT"
     LAYERS = "LAYERS"
     FEATURE_COUNT = "FEATURE_COUNT"
@@ -125,7 +135,11 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             "empty uses the default model. Threshold: empty uses the model's own. Extent: empty "
             "processes the whole layer. Layers that are not files (WMS, XYZ, virtual rasters) are "
             "exported to a temporary GeoTIFF first, at their native resolution unless an export "
-            "resolution is given."
+            "resolution is given.\n\n"
+            "The log shows, before any tile, how the model understands each expression and the "
+            "scale (m/px) it runs at, and warns about expressions far from anything the model "
+            "learned. A scene far coarser than an expression's scale is refused unless 'force GSD' "
+            "is set; unreadable pixels (a corrupt or truncated file) stop the run unless 'skip' is chosen."
         )
 
     def createInstance(self) -> "SegmentAlgorithm":
@@ -186,6 +200,16 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 type=QgsProcessingParameterNumber.Double,
                 minValue=0.0,
                 optional=True,
+            ),
+            QgsProcessingParameterEnum(
+                self.ON_READ_ERROR,
+                "Pixels that cannot be read: fail, or skip (nodata, listed in a warning)",
+                options=READ_ERROR_POLICIES,
+                defaultValue=0,
+                optional=True,
+            ),
+            QgsProcessingParameterBoolean(
+                self.FORCE_GSD, "Run on scenes coarser than the model learned (force GSD)", defaultValue=False, optional=True
             ),
         ]
         for parameter in advanced:
@@ -274,6 +298,8 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             bands=bands,
             output=output,
             overwrite=True,  # Processing's destination semantics: the chosen file is replaced
+            on_read_error=READ_ERROR_POLICIES[self.parameterAsEnum(parameters, self.ON_READ_ERROR, context)],
+            force_gsd=self.parameterAsBool(parameters, self.FORCE_GSD, context),
         )
         workdir = Path(tempfile.mkdtemp(prefix="rrsis-processing-"))
         try:
@@ -288,7 +314,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         except WorkerFailure as exc:
             if exc.detail:
                 feedback.pushDebugInfo(exc.detail)
-            raise QgsProcessingException(str(exc)) from exc
+            raise QgsProcessingException(in_plugin_terms(str(exc), PROCESSING_OPTIONS)) from exc
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -1,8 +1,10 @@
 """Runs inside the real QGIS desktop (``qgis.bin --code THIS``), started by test_desktop.py.
 
-It drives the installed plugin's dock like a user: (1) a run on the sample scene, then a
-screenshot of the main window; (2) a run on a larger scene cancelled once tiles are being
-processed; (3) a run whose worker is killed (SIGKILL) mid-run; (4) one more run on the sample. Then it writes what it saw to the
+It drives the installed plugin's dock like a user: (1) a run on the sample scene; (2) "houses"
+typed into the expression box, and once the "understood as" hint is there a screenshot of the
+main window; (3) a run on a larger scene cancelled once tiles are being processed; (4) a run
+whose worker is killed (SIGKILL) mid-run; (5) a run on a GeoTIFF cut short; (6) one more run on
+the sample. Then it writes what it saw to the
 JSON report named in ``$RRSIS_DESKTOP_TEST`` and makes QGIS exit by itself (``os._exit``: no
 "save the project?" question). A watchdog ends the session if a step hangs.
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from qgis.core import QgsProject, QgsRasterLayer
 from qgis.PyQt.QtCore import QTimer
+from qgis.PyQt.QtTest import QTest
 from qgis.utils import iface, plugins
 
 CONFIG = json.loads(Path(os.environ["RRSIS_DESKTOP_TEST"]).read_text())
@@ -116,7 +119,25 @@ def step_run():
     plugin.action.trigger()  # the toolbar button opens the dock
     dock.advanced.setCollapsed(False)  # the screenshot shows the Worker Python field too
     dock.expression_edit.setText(CONFIG["expression"])
-    start_run("run", on_done=lambda task: later(3000, screenshot))
+    start_run("run", on_done=lambda task: step_hint())
+
+
+def step_hint():
+    """Type "houses" as a user would; the screenshot waits for the worker's answer."""
+    dock.expression_edit.clear()
+    dock.expression_edit.setFocus()
+
+    def answered():
+        if dock.hint_label.text().startswith("'houses' understood as"):
+            dock.hints.answered.disconnect(handler)
+            REPORT["hint"] = {"text": dock.hint_label.text(), "visible": dock.hint_label.isVisible(),
+                              "workers": dock.hints.requests, "completer": dock.completer.vocabulary}
+            later(1500, screenshot)  # the canvas finishes drawing the result layer
+
+    handler = guarded(answered)
+    dock.hints.answered.connect(handler)
+    QTest.keyClicks(dock.expression_edit, "houses")
+    REPORT["hint_before"] = dock.hint_label.text()
 
 
 def screenshot():
@@ -131,6 +152,7 @@ def step_cancel():
     assert big.isValid(), CONFIG["big_scene"]
     project.addMapLayer(big)
     dock.layer_combo.setLayer(big)
+    dock.expression_edit.setText(CONFIG["expression"])
     dock.file_radio.setChecked(True)
     dock.output_widget.setFilePath(CONFIG["cancel_output"])
     start_run("cancel", on_progress=lambda task: dock.cancel_button.click(), on_done=after_cancel)
@@ -147,6 +169,15 @@ def after_cancel(task):
 
 def after_kill(task):
     REPORT["steps"]["kill"]["worker_alive"] = _alive(task.worker_pid)
+    cut = QgsRasterLayer(CONFIG["cut_scene"], "cut")  # the header is intact: QGIS opens it
+    assert cut.isValid(), CONFIG["cut_scene"]
+    project.addMapLayer(cut)
+    dock.layer_combo.setLayer(cut)
+    iface.messageBar().clearWidgets()
+    start_run("fault", on_done=after_fault)
+
+
+def after_fault(task):
     dock.layer_combo.setLayer(project.mapLayersByName("dubai_sample")[0])
     start_run("again", on_done=lambda task: finish())
 

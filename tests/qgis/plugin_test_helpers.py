@@ -43,8 +43,10 @@ def write_scene(
     pixel: float = 1.0,
     bands: int = 3,
     square=SQUARE,
+    tiled: bool = False,
 ) -> Path:
-    """A dark GeoTIFF with one bright square (rows/cols in ``square``), written with rasterio."""
+    """A dark GeoTIFF with one bright square (rows/cols in ``square``), written with rasterio
+    (``tiled``: in 64 px blocks, stored one after the other)."""
     import rasterio
     from affine import Affine
 
@@ -55,8 +57,20 @@ def write_scene(
         driver="GTiff", width=size, height=size, count=bands, dtype="uint8", crs=crs,
         transform=Affine(pixel, 0.0, origin[0], 0.0, -pixel, origin[1]),
     )
+    if tiled:
+        profile.update(tiled=True, blockxsize=64, blockysize=64)
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
+    return path
+
+
+def truncated_scene(path: Path, keep: float = 0.6) -> Path:
+    """A tiled test scene cut short after ``keep`` of its bytes: the header survives (QGIS
+    opens it as a layer), the last blocks are gone (GDAL fails to read them)."""
+    whole = write_scene(path.with_name("whole_" + path.name), tiled=True)
+    raw = whole.read_bytes()
+    path.write_bytes(raw[: int(len(raw) * keep)])
+    whole.unlink()
     return path
 
 

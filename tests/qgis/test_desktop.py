@@ -82,6 +82,13 @@ def _tiled_sample(path: Path, times: int = 3) -> Path:
     return path
 
 
+def _cut_short(whole: Path, path: Path, keep: float = 0.6) -> Path:
+    """``whole`` cut after ``keep`` of its bytes: a header QGIS opens, blocks GDAL cannot read."""
+    raw = whole.read_bytes()
+    path.write_bytes(raw[: int(len(raw) * keep)])
+    return path
+
+
 @pytest.fixture(scope="module")
 def desktop_report(plugin_zip, tmp_path_factory) -> dict:
     """One desktop session (run, cancel, kill the worker, run again); what its script saw."""
@@ -94,6 +101,7 @@ def desktop_report(plugin_zip, tmp_path_factory) -> dict:
     installed = _install(plugin_zip, profiles / "profiles" / "default")
     config = {
         "scene": str(SAMPLE), "big_scene": str(_tiled_sample(root / "big.tif")), "expression": "water",
+        "cut_scene": str(_cut_short(_tiled_sample(root / "whole.tif", times=1), root / "cut.tif")),
         "report": str(root / "report.json"),
         "screenshot": str(root / "dock.png"), "cancel_output": str(out / "cancelled.gpkg"), "timeout_s": 420,
     }
@@ -130,6 +138,15 @@ def test_dock_run_gives_styled_polygons_and_qgis_lives_on(desktop_report):
     assert desktop_report["installed"] in desktop_report["panel"]
 
 
+def test_typing_shows_the_understood_as_hint_in_the_desktop(desktop_report):
+    hint = desktop_report["hint"]
+    assert desktop_report["hint_before"] == ""  # nothing until the typing pauses
+    assert hint["visible"] and hint["workers"] == 1
+    assert hint["text"].startswith("'houses' understood as building (nearest: 'building' 0.60")
+    assert hint["text"].endswith("runs at 1.5 m/px")
+    assert "unpaved land" in hint["completer"]
+
+
 def test_qgis_process_never_loads_the_library_or_its_gis_wheels(desktop_report):
     assert desktop_report["forbidden_modules"] == []
 
@@ -151,6 +168,11 @@ def test_killed_worker_is_a_message_and_the_next_run_works(desktop_report):
     assert any("stopped unexpectedly" in text for text in kill["bar"])
     assert kill["worker_alive"] is False and kill["workdirs"] == []
     assert kill["exit"] == -9
+    fault = desktop_report["steps"]["fault"]
+    assert fault["status"] == "error" and fault["layers"] == [] and fault["workdirs"] == []
+    assert "cannot read" in fault["message"] and "cut.tif" in fault["message"] and "\n" not in fault["message"]
+    assert any("cannot read" in text for text in fault["bar"])
+    assert fault["exit"] == 2  # the worker said why and ended by itself
     again = desktop_report["steps"]["again"]
     assert again["status"] == "ok", again["message"]
     assert again["layers"][0]["features"] > 0
@@ -177,5 +199,6 @@ def test_qgis_process_runs_the_algorithm(qgis_app, plugin_zip, tmp_path):
     assert layer.isValid() and layer.featureCount() > 0
     assert layer.crs().authid() == "EPSG:32640"
     assert "FEATURE_COUNT:" in process.stdout
+    assert "'water' understood as water (nearest: 'water' 1.00" in process.stdout  # the plan line, before the tiles
     assert sorted(p.name for p in output.parent.iterdir()) == ["water.gpkg"]
     assert not list(tmp.glob("rrsis-processing-*"))

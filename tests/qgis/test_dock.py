@@ -1,5 +1,6 @@
 """The dock runs predictions in the background and loads the results."""
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from plugin_test_helpers import (  # noqa: E402
     SCENE_CRS,
     run_dock,
     square_bounds,
+    truncated_scene,
     wait_for,
     write_scene,
 )
@@ -234,3 +236,100 @@ def test_dock_runs_the_tiny_lgce_checkpoint(desktop, dock, tmp_path, tiny_checkp
     assert result.featureCount() == 1
     assert _bounds(result) == pytest.approx(_bounds(layer), abs=1e-6)
     assert next(result.getFeatures())["model"] == "tiny-lgce"
+
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "resources" / "models" / "default"
+
+
+@pytest.mark.slow  # the hint starts a worker process (torch import, model load)
+def test_typing_shows_what_the_model_understands_and_its_scale(desktop, dock, scene):
+    if not DEFAULT_MODEL.is_dir():
+        pytest.skip(f"no default model at {DEFAULT_MODEL}")
+    _add_raster(scene)
+    dock.model_widget.setFilePath(str(DEFAULT_MODEL))
+    assert dock.hints.requests == 0 and dock.hint_label.isHidden()
+    QTest.keyClicks(dock.expression_edit, "houses; swimming pool")
+    assert dock.hint_label.isHidden()  # nothing asked until the typing pauses
+    wait_for(dock.hint_timer.timeout, 5)
+    assert dock.hint_label.text() == "'houses' …\n'swimming pool' …"  # the worker is on its way
+    wait_for(dock.hints.answered)
+
+    houses, pool = dock.hint_label.text().split("\n")
+    assert houses.startswith("'houses' understood as building (nearest: 'building' 0.60")
+    assert houses.endswith("runs at 1.5 m/px")
+    assert pool.startswith("⚠ 'swimming pool' is far from anything this model learned; nearest: 'water'")
+    assert "unpaved land" in dock.completer.vocabulary  # the phrasings the worker reported
+    assert dock.hints.requests == 1
+
+    dock.expression_edit.clear()
+    QTest.keyClicks(dock.expression_edit, "houses")
+    wait_for(dock.hint_timer.timeout, 5)
+    assert dock.hint_label.text() == houses  # from the cache: no second worker
+    assert dock.hints.requests == 1 and not dock.hints.busy()
+
+    coarse = _add_raster(write_scene(scene.with_name("coarse.tif"), size=64, pixel=300.0), "coarse")
+    dock.layer_combo.setLayer(coarse)  # the hint follows the layer: 300 m/px is too coarse for 1.5 m/px
+    assert dock.hint_label.text() == houses + "; this layer is 300 m/px, too coarse (or tick Advanced → Coarse scenes: Run anyway)"
+    outcome = run_dock(dock)
+    assert outcome.status == "error"
+    assert outcome.message == (
+        "'houses' needs a scene of 3 m/px or finer (learned at 1.5 m/px) but coarse.tif has 300 m/px; "
+        "use finer imagery, or tick Advanced → Coarse scenes: Run anyway"
+    )
+
+
+def test_without_a_worker_the_hint_stays_quietly_empty(desktop, dock, scene, tmp_path):
+    from rrsis_qgis import deps
+
+    _add_raster(scene)
+    dock.python_choice = deps.PythonChoice(str(tmp_path / "no-python"), "setting")
+    QTest.keyClicks(dock.expression_edit, "houses")
+    wait_for(dock.hint_timer.timeout, 5)
+    if dock.hints.busy():
+        wait_for(dock.hints.answered, 30)
+    assert dock.hint_label.isHidden() and dock.hint_label.text() == ""
+    assert "cannot start the worker Python" in dock.hints.failure(str(tmp_path / "no-python"), dock._checkpoint_key())
+    assert dock.hints.requests == 1
+    wait_for(dock.hint_timer.timeout, 5) if dock.hint_timer.isActive() else None
+    dock.show_hint()  # typing on asks no one again
+    assert dock.hints.requests == 1 and dock.hint_label.isHidden()
+
+
+@pytest.mark.slow  # each run starts a worker process (torch import, model load)
+def test_a_truncated_geotiff_is_a_message_and_the_next_run_works(desktop, dock, scene, bright_checkpoint, tmp_path):
+    cut = _add_raster(truncated_scene(tmp_path / "cut.tif"), "cut")
+    dock.layer_combo.setLayer(cut)
+    dock.model_widget.setFilePath(str(bright_checkpoint))
+    dock.expression_edit.setText("bright square")
+
+    outcome = run_dock(dock)
+
+    assert outcome.status == "error" and outcome.layer_ids == []
+    assert "cannot read" in outcome.message and "cut.tif" in outcome.message and "\n" not in outcome.message
+    assert "Advanced → Unreadable pixels: Skip" in outcome.message  # the dock's name for the CLI option
+    assert any("cannot read" in item.text() for item in desktop.message_bar.items())
+    assert dock.task is None and dock.run_button.isEnabled()
+
+    dock.read_error_combo.setCurrentIndex(dock.read_error_combo.findData("skip"))
+    outcome = run_dock(dock)
+    assert outcome.status == "ok", outcome.message
+    assert "warning:" in outcome.message and "unreadable pixel window(s)" in outcome.message
+
+    dock.layer_combo.setLayer(_add_raster(scene))
+    outcome = run_dock(dock)
+    assert outcome.status == "ok", outcome.message
+    assert _result_layers(outcome)[0].featureCount() == 1
+
+
+def test_a_hint_worker_on_its_way_is_stopped_at_once_on_unload(qgis_app):
+    import time
+
+    from rrsis_qgis.hints import ExplainService
+
+    service = ExplainService()
+    assert service.request(sys.executable, "", ["houses"])
+    time.sleep(0.5)  # the worker is importing torch
+    started = time.monotonic()
+    service.shutdown()
+    assert time.monotonic() - started < 5.0
+    assert not service.busy() and service.failures == {}  # a stop is not a failure: no "no hint" later

@@ -21,7 +21,7 @@ from qgis.core import (  # noqa: E402
     QgsVectorLayer,
 )
 
-from plugin_test_helpers import ORIGIN, SCENE_CRS, square_bounds, write_scene  # noqa: E402
+from plugin_test_helpers import ORIGIN, SCENE_CRS, square_bounds, truncated_scene, write_scene  # noqa: E402
 
 ALGORITHM = "rrsis:segment"
 
@@ -202,11 +202,51 @@ def test_bad_input_is_a_processing_error_with_the_library_message(provider, scen
         )
 
 
+class RecordingFeedback(QgsProcessingFeedback):
+    """Keeps what the algorithm logs, as the Processing dialog's log would show it."""
+
+    def __init__(self):
+        super().__init__()
+        self.infos, self.warnings = [], []
+
+    def pushInfo(self, info):  # noqa: N802 - QGIS API
+        self.infos.append(info)
+        super().pushInfo(info)
+
+    def pushWarning(self, warning):  # noqa: N802 - QGIS API
+        self.warnings.append(warning)
+        super().pushWarning(warning)
+
+
+@pytest.mark.slow  # each run starts a worker process (torch import, model load)
+def test_plan_warnings_and_read_faults_reach_the_processing_log(provider, bright_checkpoint, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    cut = truncated_scene(tmp_path / "cut.tif")
+    parameters = {"INPUT": str(cut), "EXPRESSIONS": "bright building\nzzqx", "CHECKPOINT": str(bright_checkpoint),
+                  "OUTPUT": str(tmp_path / "out.gpkg")}
+    with pytest.raises(QgsProcessingException) as caught:
+        processing.run(ALGORITHM, parameters, feedback=RecordingFeedback())
+    message = str(caught.value)
+    assert "cannot read" in message and "cut.tif" in message and "\n" not in message and "Traceback" not in message
+    assert "set ON_READ_ERROR to skip" in message
+    assert not (tmp_path / "out.gpkg").exists()
+
+    feedback = RecordingFeedback()
+    result = processing.run(ALGORITHM, dict(parameters, ON_READ_ERROR=1), feedback=feedback)
+    assert result["FEATURE_COUNT"] >= 1
+    assert any(line.startswith("'bright building' understood as building") for line in feedback.infos)
+    assert any(line.startswith("'zzqx'") for line in feedback.infos)  # every expression has its plan line
+    assert any("'zzqx'" in line for line in feedback.warnings)
+    assert any("unreadable pixel window(s) were treated as nodata" in line for line in feedback.warnings)
+
+
 def test_algorithm_metadata(provider):
     algorithm = QgsApplication.processingRegistry().algorithmById(ALGORITHM)
     assert algorithm.displayName() == "Segment by referring expression"
     names = [p.name() for p in algorithm.parameterDefinitions()]
-    for name in ("INPUT", "EXPRESSIONS", "CHECKPOINT", "THRESHOLD", "EXTENT", "TILE_SIZE", "OVERLAP", "OUTPUT"):
+    for name in ("INPUT", "EXPRESSIONS", "CHECKPOINT", "THRESHOLD", "EXTENT", "TILE_SIZE", "OVERLAP", "ON_READ_ERROR", "FORCE_GSD", "OUTPUT"):
         assert name in names
     assert algorithm.parameterDefinition("CHECKPOINT").flags() & algorithm.parameterDefinition("CHECKPOINT").FlagOptional
     assert algorithm.parameterDefinition("EXPRESSIONS").multiLine()

@@ -5,11 +5,15 @@ import stat
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
+from plugin_test_helpers import truncated_scene, write_scene
 from rrsis_qgis import protocol
-from rrsis_qgis.worker_client import WorkerCrashed, WorkerFailure, WorkerRun, describe_exit, probe
+from rrsis_qgis.worker_client import WorkerCrashed, WorkerFailure, WorkerRun, describe_exit, explain, probe
+
+REPO = Path(__file__).resolve().parents[2]
 
 REQUEST = {"scene": "scene.tif", "expressions": ["water"], "output": "out.gpkg"}
 
@@ -114,3 +118,88 @@ def test_loading_and_using_the_plugin_imports_no_library_or_gis_wheel(tmp_path):
     out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[] hello"
+
+
+DEFAULT_MODEL = REPO / "resources" / "models" / "default"
+
+
+def test_an_older_worker_that_knows_only_run_refuses_explain_as_a_protocol_error(tmp_path):
+    python = _fake_python(tmp_path, f"""\
+        echo '{{"type":"hello","protocol":{protocol.PROTOCOL_VERSION}}}'
+        read request
+        echo '{{"type":"error","kind":"protocol","text":"expected a run request"}}'
+        exit 2
+    """)
+    with pytest.raises(WorkerFailure) as caught:
+        explain(python, ["houses"])
+    assert caught.value.kind == "protocol"
+
+
+@pytest.mark.slow
+def test_the_real_worker_explains_expressions_with_their_scale():
+    if not DEFAULT_MODEL.is_dir():
+        pytest.skip(f"no default model at {DEFAULT_MODEL}")
+    answer = explain(sys.executable, ["houses", "swimming pool"], str(DEFAULT_MODEL))
+    knowledge = answer["knowledge"]
+    assert "unpaved land" in knowledge["known_phrasings"] and "building" in knowledge["phrasings"]
+    houses, pool = answer["explanations"]["houses"], answer["explanations"]["swimming pool"]
+    assert houses["known"] is True and houses["categories"] == ["building"]
+    assert houses["text"].startswith("'houses' understood as building (nearest: 'building' 0.60")
+    assert houses["text"].endswith("runs at 1.5 m/px") and houses["gsd_m"] == 1.5
+    assert pool["known"] is False and "far from anything this model learned" in pool["text"]
+
+
+def _run_messages(request):
+    seen = []
+    try:
+        result = WorkerRun(sys.executable, request, seen.append).run()
+    except WorkerFailure as exc:
+        result = exc
+    return result, seen
+
+
+@pytest.mark.slow
+def test_a_run_sends_one_plan_per_expression_before_any_tile_and_warns_about_unknown_words(tmp_path, bright_checkpoint):
+    scene = write_scene(tmp_path / "scene.tif")
+    request = dict(REQUEST, scene=str(scene), output=str(tmp_path / "out.gpkg"), checkpoint=str(bright_checkpoint),
+                   expressions=["bright building", "zzqx"])
+    result, seen = _run_messages(request)
+    assert result["count"] >= 1
+    types = [m["type"] for m in seen]
+    plans = [m for m in seen if m["type"] == "plan" and m.get("expression")]
+    assert [p["expression"] for p in plans] == ["bright building", "zzqx"]
+    first_tile = next(i for i, m in enumerate(seen) if m["type"] == "progress" and m.get("total"))
+    assert max(types.index("plan"), seen.index(plans[-1])) < first_tile
+    assert "understood as building" in plans[0]["text"] and plans[0]["passes"][0]["tiles"] >= 1
+    assert plans[1]["known"] is False
+    (vocabulary,) = [m for m in seen if m["type"] == "warning" and m.get("category") == "vocabulary"]
+    assert vocabulary["expression"] == "zzqx" and "zzqx" in vocabulary["text"]
+
+
+@pytest.mark.slow
+def test_a_truncated_geotiff_is_an_input_error_or_skipped_with_a_warning(tmp_path, bright_checkpoint):
+    cut = truncated_scene(tmp_path / "cut.tif")
+    out = tmp_path / "out"
+    out.mkdir()
+    request = dict(REQUEST, scene=str(cut), output=str(out / "o.gpkg"), checkpoint=str(bright_checkpoint))
+    failure, _ = _run_messages(request)
+    assert isinstance(failure, WorkerFailure) and failure.kind == "input"
+    assert "cannot read" in str(failure) and "cut.tif" in str(failure) and "\n" not in str(failure)
+    assert list(out.iterdir()) == []
+    result, seen = _run_messages(dict(request, on_read_error="skip"))
+    assert result["count"] >= 1 and (out / "o.gpkg").is_file()
+    assert any("unreadable pixel window(s) were treated as nodata" in m.get("text", "") for m in seen if m["type"] == "warning")
+
+
+@pytest.mark.slow
+def test_a_scene_far_too_coarse_is_refused_in_seconds_unless_forced(tmp_path):
+    if not DEFAULT_MODEL.is_dir():
+        pytest.skip(f"no default model at {DEFAULT_MODEL}")
+    coarse = write_scene(tmp_path / "coarse.tif", size=64, pixel=300.0)
+    request = dict(REQUEST, scene=str(coarse), output=str(tmp_path / "o.gpkg"), checkpoint=str(DEFAULT_MODEL))
+    failure, seen = _run_messages(request)
+    assert isinstance(failure, WorkerFailure) and failure.kind == "input"
+    assert "coarse.tif has 300 m/px" in str(failure)
+    assert not any(m["type"] == "progress" and m.get("total") for m in seen)
+    bad, _ = _run_messages(dict(request, on_read_error="retry"))
+    assert isinstance(bad, WorkerFailure) and bad.kind == "input" and "on_read_error" in str(bad)

@@ -1,0 +1,127 @@
+"""The dock's "understood as …" hint: what the model reads in an expression, and its scale.
+
+QGIS's process cannot embed text (the library never loads there), so a worker is asked
+(``explain`` request, :func:`rrsis_qgis.worker_client.explain`) on a thread; answers are cached
+per (checkpoint, expression), the model's known phrasings per checkpoint. A worker that cannot
+answer (none installed, an older one that knows only ``run``) leaves the hint empty: the hint is
+a convenience, never an obstacle to a run.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict, List, Optional, Tuple
+
+from qgis.core import Qgis, QgsMessageLog
+from qgis.PyQt.QtCore import QObject, pyqtSignal
+
+from . import worker_client
+
+LOG_TAG = "rrsis"
+#: shown for an expression whose answer is on its way
+WAITING = "…"
+
+Key = Tuple[str, str]  # (checkpoint, expression)
+
+
+class ExplainService(QObject):
+    """Asks workers how a checkpoint reads expressions; one worker at a time, answers cached.
+
+    ``answered`` fires (on the main thread) whenever the cache has grown or a request failed.
+    """
+
+    answered = pyqtSignal()
+
+    def __init__(self, parent: Optional[QObject] = None) -> None:
+        super().__init__(parent)
+        self.explanations: Dict[Key, Dict[str, Any]] = {}
+        self.knowledge: Dict[str, Dict[str, Any]] = {}
+        self.failures: Dict[Tuple[str, str], str] = {}  # (python, checkpoint) -> why it cannot answer
+        self.thread: Optional[threading.Thread] = None
+        self.requests = 0  # workers started (the cache spares the others)
+        self._pending: Optional[Tuple[str, str, List[str]]] = None
+        self._stop = threading.Event()
+        self.answered.connect(self._next)
+
+    def explanation(self, checkpoint: str, expression: str) -> Optional[Dict[str, Any]]:
+        return self.explanations.get((checkpoint, expression))
+
+    def failure(self, python: str, checkpoint: str) -> Optional[str]:
+        return self.failures.get((python, checkpoint))
+
+    def remember(self, checkpoint: str, expression: str, msg: Dict[str, Any]) -> None:
+        """Cache an explanation learnt elsewhere (a run's ``plan`` message)."""
+        self.explanations[(checkpoint, expression)] = msg
+
+    def busy(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def request(self, python: str, checkpoint: str, expressions: List[str]) -> bool:
+        """Ask for what is not cached yet; True when an answer is (or will be) on its way."""
+        if (python, checkpoint) in self.failures:
+            return False
+        missing = [e for e in expressions if (checkpoint, e) not in self.explanations]
+        if not missing and checkpoint in self.knowledge:
+            return False
+        if self.busy():
+            self._pending = (python, checkpoint, missing)  # the latest text wins
+            return True
+        self._pending = None
+        self._stop.clear()
+        self.requests += 1
+        self.thread = threading.Thread(
+            target=self._ask, args=(python, checkpoint, missing), name="rrsis-explain", daemon=True
+        )
+        self.thread.start()
+        return True
+
+    def _ask(self, python: str, checkpoint: str, expressions: List[str]) -> None:
+        try:
+            answer = worker_client.explain(python, expressions, checkpoint or None, self._stop.is_set)
+            self.knowledge[checkpoint] = answer["knowledge"] or {}
+            for expression, msg in answer["explanations"].items():
+                self.explanations[(checkpoint, expression)] = msg
+        except worker_client.WorkerFailure as exc:
+            if exc.kind != "cancelled":
+                self.failures[(python, checkpoint)] = str(exc)
+                QgsMessageLog.logMessage(f"no 'understood as' hints: {exc}", LOG_TAG, Qgis.Info)
+        except Exception as exc:  # never let a hint take the dock down
+            self.failures[(python, checkpoint)] = f"{type(exc).__name__}: {exc}"
+        try:
+            self.answered.emit()
+        except RuntimeError:  # the dock was deleted meanwhile
+            pass
+
+    def _next(self) -> None:
+        if self._pending is not None and not self.busy():
+            python, checkpoint, expressions = self._pending
+            self.request(python, checkpoint, expressions)
+
+    def forget_failures(self) -> None:
+        """After packages were installed or the interpreter changed: try again."""
+        self.failures.clear()
+
+    def shutdown(self, timeout: float = 15.0) -> None:
+        """Stop a worker on its way (plugin unload)."""
+        self._pending = None
+        self._stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+
+def hint_lines(
+    service: ExplainService, checkpoint: str, expressions: List[str], scene_gsd_m: Optional[float] = None
+) -> List[str]:
+    """One line per expression: the worker's "understood as …; runs at …" or :data:`WAITING`."""
+    lines = []
+    for expression in expressions:
+        msg = service.explanation(checkpoint, expression)
+        if msg is None:
+            lines.append(f"'{expression}' {WAITING}")
+            continue
+        text = str(msg.get("understood") or msg.get("text") or "")
+        coarsest = msg.get("coarsest_scene_m")
+        if scene_gsd_m and coarsest and scene_gsd_m > float(coarsest):
+            text += f"; this layer is {scene_gsd_m:.3g} m/px, too coarse (or tick Advanced → Coarse scenes: Run anyway)"
+        lines.append(("⚠ " if msg.get("known") is False else "") + text)
+    return lines
