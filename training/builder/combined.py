@@ -10,6 +10,7 @@ GSD, canonical meaning and whether its phrasing is seen or held out (``crops.jso
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import statistics
@@ -141,7 +142,7 @@ def _files(source: dict, where: str, limit: int | None) -> tuple[Path, list[tupl
 
 def _label_path(source: dict, image: Path) -> Path:
     pattern = source.get("labels", "{dir}/{stem}_labels.tif")
-    return Path(pattern.format(dir=image.parent.as_posix(), stem=image.stem))
+    return Path(os.path.normpath(pattern.format(dir=image.parent.as_posix(), stem=image.stem)))
 
 
 # ------------------------------------------------------------------------------- label rasters
@@ -152,7 +153,7 @@ def _label_source(build: Build, source: dict, config_dir: Path, where: str,
     plan = plan_expressions(classes)
     window, stride = classes.tiling.window, classes.tiling.stride
     for n, (image_path, split) in enumerate(files, start=1):
-        spec = SceneSpec(image_path, _label_path(source, image_path).resolve(), split,
+        spec = SceneSpec(image_path, _label_path(source, image_path), split,
                          name=f"{source['name']}-{image_path.parent.parent.name}-{image_path.stem}",
                          gsd_m=source.get("gsd_m"))
         info = inspect_scene(spec, classes)
@@ -168,16 +169,28 @@ def _label_source(build: Build, source: dict, config_dir: Path, where: str,
                 found = []
                 for expression, mask in crop_expressions(ctx, plan, classes.filters.min_area_m2,
                                                          classes.filters.min_share):
-                    count = ndimage.label(mask, structure=np.ones((3, 3)))[1]
+                    count, extent = _extent(mask, info.gsd_m)
                     referent = Referent(expression.category,
                                         (expression.attribute.word,) if expression.attribute else (),
-                                        expression.relation.phrase if expression.relation else None, count)
+                                        expression.relation.phrase if expression.relation else None,
+                                        count, extent)
                     found.append((referent, mask))
                 crop_id = f"{info.name}_r{win.row_off}_c{win.col_off}"
                 _emit(build, source, crop_id, info.name, split, info.gsd_m * win.width / build.size,
                       info.gsd_m, win.as_dict(), lambda w=win, s=src, i=info: read_rgb(s, i, w), found)
         if progress is not None:
             progress(n, len(files), source["name"])
+
+
+def _extent(mask: np.ndarray, gsd_m: float) -> tuple[int, float | None]:
+    """Instances of a mask and the largest one's area in m² (``None`` when one is cut by the
+    crop's edge: its size is unknown)."""
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    if (edge > 0).any():
+        return count, None
+    areas = np.bincount(labels.ravel())[1:]
+    return count, float(areas.max()) * gsd_m ** 2 if count else None
 
 
 # ------------------------------------------------------------------------------- box labels

@@ -36,6 +36,7 @@ class Referent:
     attributes: tuple[str, ...] = ()
     relation: str | None = None
     count: int = 1
+    extent_m2: float | None = None  # largest instance's area; None: unknown (cut by the crop edge)
 
     @property
     def canonical(self) -> str:
@@ -54,6 +55,10 @@ class Referent:
 class Noun:
     singular: str
     plural: str | None  # None: a mass noun ("water", "vegetation")
+    max_area_m2: float | None = None  # only for instances up to this size ("pool", "villa")
+
+    def fits(self, extent_m2: float | None) -> bool:
+        return self.max_area_m2 is None or (extent_m2 is not None and extent_m2 <= self.max_area_m2)
 
     def form(self, count: int) -> str:
         return self.plural if count > 1 and self.plural else self.singular
@@ -91,7 +96,9 @@ class Grammar:
 
     def phrasings(self, referent: Referent) -> tuple[str, ...]:
         """Every phrasing of ``referent`` (deduplicated, canonical first)."""
-        key = (referent.category, referent.attributes, referent.relation, referent.count > 1)
+        nouns = self.nouns.get(referent.category, ())
+        key = (referent.category, referent.attributes, referent.relation, referent.count > 1,
+               tuple(n.fits(referent.extent_m2) for n in nouns))
         if key not in self._cache:
             self._cache[key] = tuple(dict.fromkeys([self.canonical(referent), *self._render(referent)]))
         return self._cache[key]
@@ -131,7 +138,7 @@ class Grammar:
                 raise InputError(f"{self.source}: no phrasings for the relation {referent.relation!r}")
             mods.append(self.relations[referent.relation])
         out = []
-        for noun in nouns:
+        for noun in (n for n in nouns if n.fits(referent.extent_m2)):
             head = noun.form(referent.count)
             is_plural = plural and noun.plural is not None
             for np_text in _noun_phrases(head, mods):
@@ -227,9 +234,18 @@ def parse_grammar(data: Any, source: str = "<memory>") -> Grammar:
     nouns: dict[str, tuple[Noun, ...]] = {}
     for category, forms in (data["nouns"] or {}).items():
         entries = []
-        for form in _strings(forms, f"{source}: nouns.{category}"):
+        for item in forms if isinstance(forms, list) else [forms]:
+            where = f"{source}: nouns.{category}"
+            limit = None
+            if isinstance(item, Mapping):  # {form: "pool/pools", max_area_m2: 2500}
+                limit = item.get("max_area_m2")
+                if set(item) - {"form", "max_area_m2"} or not isinstance(limit, (int, float)) or limit <= 0:
+                    raise InputError(f"{where}: {item!r} needs 'form' and a 'max_area_m2' > 0")
+                item = item.get("form")
+            (form,) = _strings(item, where)
             singular, _, plural = form.partition("/")
-            entries.append(Noun(singular.strip(), plural.strip() or None))
+            entries.append(Noun(singular.strip(), plural.strip() or None,
+                                None if limit is None else float(limit)))
         nouns[str(category)] = tuple(entries)
     frames = data["frames"]
     if not isinstance(frames, Mapping) or not frames.get("any"):
