@@ -14,7 +14,7 @@ from vehicle_testdata import combined_config, grammar, write_source
 from training.builder.cli import main
 from training.builder.paraphrase import Referent, parse_grammar
 from training.datasets import RefSegRSDataset
-from training.evaluate import breakdown
+from training.evaluate import breakdown, breakdown_table
 from training.metrics import SampleResult
 
 SCENE = [("car", "red", 20, 30, 65, 48), ("car", "white", 120, 40, 165, 58),
@@ -73,6 +73,8 @@ def test_reader_exposes_source_gsd_and_phrasing(built):
     groups = breakdown(results, ds.samples)
     assert groups["phrasing"]["seen"]["mIoU"] == 0.5 and groups["phrasing"]["heldout"]["mIoU"] == 0.25
     assert set(groups["source"]) == {"vehicles"}
+    table = breakdown_table(groups)
+    assert "| vehicles / heldout |" in table and "| seen | " in table
 
 
 def test_single_source_builds_still_read_without_the_new_fields(tmp_path):
