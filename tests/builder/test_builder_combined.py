@@ -116,7 +116,7 @@ def test_undecidable_group_regex_is_an_error(tmp_path, capsys):
 
 def test_grammar_renders_number_and_sizes():
     g = parse_grammar(yaml.safe_load("""
-nouns: {water: [water, {form: pool/pools, max_area_m2: 100}], car: [car/cars]}
+nouns: {water: [water, {form: pool/pools, max_area_m2: 100}], car: [car/cars], tree: [/trees]}
 attributes: {white: {pre: [white], post: [that is white]}}
 frames: {any: ["{np}"], singular: ["the {np}"], plural: ["all {np}"]}
 """))
@@ -125,3 +125,4 @@ frames: {any: ["{np}"], singular: ["the {np}"], plural: ["all {np}"]}
     many = g.phrasings(Referent("car", ("white",), count=3))
     assert "all cars that are white" in many and "all white cars" in many
     assert "the white car" not in many and "the white car" in g.phrasings(Referent("car", ("white",)))
+    assert g.phrasings(Referent("tree", count=1)) == ("tree", "trees", "all trees")  # plural-only noun

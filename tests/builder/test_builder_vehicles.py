@@ -104,3 +104,11 @@ def test_row_alone_and_size():
     np.testing.assert_array_equal(found[("vehicle", ("large",), None)],
                                   _box_mask((260, 260), 20, 230, 140, 256))
     assert ("vehicle", ("in a row",), None) not in found  # the bus's row membership is unknown
+
+
+def test_position_near_a_third_boundary_is_undecided():
+    # one car's centre at 0.33 of the width: neither clearly left nor clearly central
+    vehicles = [("car", "red", 44, 92, 89, 110), ("car", "white", 140, 160, 185, 178)]
+    found, _ = _referents(vehicles)
+    assert ("car", ("left",), None) not in found and ("car", ("centre",), None) not in found
+    assert ("car", ("right",), None) in found  # the other car is clearly right, the first clearly not

@@ -60,8 +60,12 @@ class Noun:
     def fits(self, extent_m2: float | None) -> bool:
         return self.max_area_m2 is None or (extent_m2 is not None and extent_m2 <= self.max_area_m2)
 
+    @property
+    def plural_only(self) -> bool:  # "trees", "plants": plural whatever the count
+        return not self.singular
+
     def form(self, count: int) -> str:
-        return self.plural if count > 1 and self.plural else self.singular
+        return self.plural if (count > 1 or self.plural_only) and self.plural else self.singular
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,7 @@ class Grammar:
         out = []
         for noun in (n for n in nouns if n.fits(referent.extent_m2)):
             head = noun.form(referent.count)
-            is_plural = plural and noun.plural is not None
+            is_plural = (plural or noun.plural_only) and noun.plural is not None
             for np_text in _noun_phrases(head, mods):
                 if is_plural:
                     np_text = _pluralise(np_text)
@@ -191,7 +195,7 @@ def _heldout(text: str, share: float, seed: int, words: tuple[str, ...]) -> bool
 
 
 # ----------------------------------------------------------------------------------------- loading
-_WORDS_RE = re.compile(r"^[a-z0-9{][a-z0-9 ,'/\-{}]*$")
+_WORDS_RE = re.compile(r"^[a-z0-9{/][a-z0-9 ,'/\-{}]*$")
 
 
 def load_grammar(path: str | Path) -> Grammar:

@@ -8,6 +8,7 @@ its category in the crop is decided for it, so that its mask is exactly what it 
 * colour: the share of mask pixels (eroded, so that the road around a car does not count) in
   each colour class; one class must hold at least half of them and twice the next one;
 * position: the visible centroid in the left/right third, top/bottom third, or the centre cell;
+  undecided within 5 % of the crop's side from those thirds' edges;
 * size: box length (its long side, close to the vehicle's length at any heading) against the
   median length of the category's instances in the source: large ≥ 1.25×, small ≤ 0.8×, and
   undecided in the margins just inside those bounds;
@@ -31,6 +32,7 @@ from training.builder.paraphrase import Referent
 
 COLOURS = ("white", "black", "grey", "red", "blue", "green", "yellow")
 POSITIONS = ("left", "right", "top", "bottom", "centre")
+POSITION_MARGIN = 0.05  # of the crop's side: centroids this close to a third's edge are undecided
 
 
 @dataclass(frozen=True)
@@ -191,20 +193,28 @@ def crop_referents(facts: ImageFacts, labels: np.ndarray, window: tuple[int, int
         table[[m + 1 for m in members]] = True
         return table[crop]
 
-    def position(i: int) -> set[str]:
+    def position(i: int, word: str) -> bool | None:
+        """Is the visible centroid in that part of the crop; ``None`` within ``margin`` of a
+        boundary between parts (two cars side by side are not "left" and "centre")."""
         y, x = centroids[i]
-        found = set()
-        if x < w / 3:
-            found.add("left")
-        if x > 2 * w / 3:
-            found.add("right")
-        if y < h / 3:
-            found.add("top")
-        if y > 2 * h / 3:
-            found.add("bottom")
-        if w / 3 <= x <= 2 * w / 3 and h / 3 <= y <= 2 * h / 3:
-            found.add("centre")
-        return found
+        fx, fy = x / w, y / h
+        m = POSITION_MARGIN
+
+        def below(v: float, edge: float) -> bool | None:
+            return True if v < edge - m else (False if v > edge + m else None)
+
+        def above(v: float, edge: float) -> bool | None:
+            flipped = below(v, edge)
+            return None if flipped is None else not flipped
+
+        if word == "centre":
+            tests = [above(fx, 1 / 3), below(fx, 2 / 3), above(fy, 1 / 3), below(fy, 2 / 3)]
+            if any(t is False for t in tests):
+                return False
+            return None if any(t is None for t in tests) else True
+        axis, edge, side = {"left": (fx, 1 / 3, below), "right": (fx, 2 / 3, above),
+                            "top": (fy, 1 / 3, below), "bottom": (fy, 2 / 3, above)}[word]
+        return side(axis, edge)
 
     for category, classes in categories.items():
         members = [int(i) for i in ids if facts.boxes[i].cls in classes]
@@ -216,7 +226,7 @@ def crop_referents(facts: ImageFacts, labels: np.ndarray, window: tuple[int, int
         tests: dict[str, list[bool | None]] = {
             c: [None if facts.colour[i] is None else facts.colour[i] == c for i in members] for c in COLOURS}
         for p in POSITIONS:
-            tests[p] = [p in position(i) for i in members]
+            tests[p] = [position(i, p) for i in members]
         if median:
             ratio = [facts.length_m[i] / median for i in members]
             tests["large"] = [True if r >= rules.large else (False if r < rules.large - rules.margin else None)
