@@ -126,3 +126,10 @@ frames: {any: ["{np}"], singular: ["the {np}"], plural: ["all {np}"]}
     assert "all cars that are white" in many and "all white cars" in many
     assert "the white car" not in many and "the white car" in g.phrasings(Referent("car", ("white",)))
     assert g.phrasings(Referent("tree", count=1)) == ("tree", "trees", "all trees")  # plural-only noun
+
+
+def test_misspelt_source_key_is_an_error(tmp_path, capsys):
+    source = write_source(tmp_path / "src", {"train1": SCENE})
+    config = combined_config(tmp_path, source, GROUPS, box_mesk="fill")
+    assert main(["--config", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "sources[0]: unknown key(s) ['box_mesk']" in capsys.readouterr().err

@@ -139,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     bar = None
     try:
         if args.config is not None:
+            if any(x is not None for x in (args.image, args.labels, args.scene, args.scenes)):
+                raise InputError("--config lists its own sources; drop --image/--labels/--scene/--scenes")
             return _combined(args)
         config = load_config(args.classes)
         config = config.with_tiling(args.window, args.stride, args.output_size)

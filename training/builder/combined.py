@@ -40,6 +40,13 @@ from training.builder.vehicles import VehicleRules, crop_referents, image_facts
 from training.builder.writer import DatasetWriter, check_output
 
 ROOT = Path(__file__).resolve().parents[2]
+TOP_KEYS = {"name", "grammar", "output_size", "per_referent", "max_referents_per_crop", "seed", "sources"}
+_COMMON = {"name", "kind", "root", "images", "labels", "groups"}
+SOURCE_KEYS = {
+    "labels": _COMMON | {"classes", "gsd_m"},
+    "boxes": _COMMON | {"format", "names", "box_mask", "window_m", "stride_m", "categories", "relations",
+                        "rules", "gsd", "reference_class", "reference_length_m"},
+}
 EXCLUDE = "exclude"
 Progress = Callable[[int, int, str], None]
 
@@ -66,7 +73,17 @@ def _load_yaml(path: Path) -> dict:
         raise InputError(f"config {path} cannot be read: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("sources"), list) or not data["sources"]:
         raise InputError(f"{path}: a combined config needs 'sources:' with a list of sources")
+    _reject_unknown(data, TOP_KEYS, f"{path}")
+    for k, source in enumerate(data["sources"]):
+        if isinstance(source, dict) and source.get("kind") in SOURCE_KEYS:
+            _reject_unknown(source, SOURCE_KEYS[source["kind"]], f"{path}: sources[{k}]")
     return data
+
+
+def _reject_unknown(data: dict, allowed: set[str], where: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
 
 
 def _split_of(rel: str, groups: list[dict], where: str) -> str:
