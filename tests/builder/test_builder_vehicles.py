@@ -65,7 +65,8 @@ def test_ambiguous_colour_is_not_emitted():
     assert facts.colour == [None, "white"]
     found = crop_referents(facts, labels, (0, 200, 0, 200), CATEGORIES, {}, [], GSD, VehicleRules())
     words = {r.referent.attributes for r in found}
-    assert ("white",) not in words and ("red",) not in words  # the unknown car might be either
+    assert ("red",) not in words and ("blue",) not in words  # the mixed car might be either
+    assert ("white",) in words  # but it is clearly not white
 
 
 def test_relation_emitted_only_where_the_labels_decide_it():

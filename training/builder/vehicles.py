@@ -5,8 +5,9 @@ Facts are decided on the whole image, where the labels are; each is ``True``, ``
 ``None`` (cannot be decided from the labels). A referent is emitted only when every instance of
 its category in the crop is decided for it, so that its mask is exactly what it says.
 
-* colour: the share of mask pixels (eroded, so that the road around a car does not count) in
-  each colour class; one class must hold at least half of them and twice the next one;
+* colour: on the image stretched to its 1–99 % range, the share of mask pixels (eroded, so that the road around a car does not count) in
+  each colour class; a vehicle is of a colour when that class holds at least half of them and
+  twice the next one, not of it when the class holds under a fifth, undecided in between;
 * position: the visible centroid in the left/right third, top/bottom third, or the centre cell;
   undecided within 5 % of the crop's side from those thirds' edges;
 * size: box length (its long side, close to the vehicle's length at any heading) against the
@@ -32,6 +33,7 @@ from training.builder.paraphrase import Referent
 
 COLOURS = ("white", "black", "grey", "red", "blue", "green", "yellow")
 POSITIONS = ("left", "right", "top", "bottom", "centre")
+NOT_COLOUR = 0.2  # a vehicle with fewer of its pixels in a colour class is not of that colour
 POSITION_MARGIN = 0.05  # of the crop's side: centroids this close to a third's edge are undecided
 
 
@@ -57,28 +59,55 @@ def colour_classes(rgb: np.ndarray) -> np.ndarray:
     safe = np.maximum(c, 1e-6)
     h = np.where(v == r, ((g - b) / safe) % 6, np.where(v == g, (b - r) / safe + 2, (r - g) / safe + 4)) * 60
     out = np.full(len(x), -1, dtype=np.int8)
-    chroma = s >= 0.28
-    out[(v < 0.22)] = 1
-    out[(v >= 0.22) & ~chroma & (v >= 0.72)] = 0
-    out[(v >= 0.22) & ~chroma & (v < 0.72)] = 2
-    hue = (v >= 0.22) & chroma
-    out[hue & ((h < 15) | (h >= 340))] = 3
+    # a dark red car is red, not black; other dark "hues" are the sky's cast in shadow (blue)
+    red = (h < 20) | (h >= 300)  # crimson included: red paint often looks purplish from above
+    hue = (s >= 0.35) & (v >= 0.22) | (s >= 0.5) & (v >= 0.12) & red
+    out[~hue & (v < 0.22)] = 1
+    out[~hue & (v >= 0.22) & (v >= 0.72)] = 0
+    out[~hue & (v >= 0.22) & (v < 0.72)] = 2
+    out[hue & red] = 3
     out[hue & (h >= 190) & (h < 260)] = 4
     out[hue & (h >= 75) & (h < 165)] = 5
     out[hue & (h >= 45) & (h < 70)] = 6
     return out
 
 
-def instance_colour(pixels: np.ndarray) -> str | None:
-    """The colour of a vehicle from its pixels, or ``None`` when no class dominates."""
+def stretch(image: np.ndarray) -> np.ndarray:
+    """The image stretched per band from its 1st to its 99th percentile: aerial haze lifts dark
+    cars to the grey of the road, and colour names are relative to the scene's own range."""
+    sample = image[::4, ::4].reshape(-1, 3).astype(np.float32)
+    lo, hi = np.percentile(sample, 1, axis=0), np.percentile(sample, 99, axis=0)
+    out = (image.astype(np.float32) - lo) / np.maximum(hi - lo, 1.0) * 255
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def colour_shares(pixels: np.ndarray) -> np.ndarray | None:
+    """Share of the pixels in each class of :data:`COLOURS` (``None``: too few pixels)."""
     if len(pixels) < 12:
         return None
-    counts = np.bincount(colour_classes(pixels) + 1, minlength=len(COLOURS) + 1)[1:]
-    order = np.argsort(counts)[::-1]
-    top, second = counts[order[0]], counts[order[1]]
-    if top >= 0.5 * len(pixels) and top >= 2 * second:
-        return COLOURS[int(order[0])]
-    return None
+    return np.bincount(colour_classes(pixels) + 1, minlength=len(COLOURS) + 1)[1:] / len(pixels)
+
+
+def instance_colour(pixels: np.ndarray) -> str | None:
+    """The colour of a vehicle from its pixels, or ``None`` when no class dominates."""
+    shares = colour_shares(pixels)
+    return None if shares is None else dominant_colour(shares)
+
+
+def dominant_colour(shares: np.ndarray) -> str | None:
+    order = np.argsort(shares)[::-1]
+    top, second = shares[order[0]], shares[order[1]]
+    return COLOURS[int(order[0])] if top >= 0.5 and top >= 2 * second else None
+
+
+def is_colour(shares: np.ndarray | None, colour: str) -> bool | None:
+    """Is the vehicle this colour: yes when it dominates, no when under :data:`NOT_COLOUR` of
+    the pixels are of it (clearly another colour), else undecided."""
+    if shares is None:
+        return None
+    if dominant_colour(shares) == colour:
+        return True
+    return False if shares[COLOURS.index(colour)] < NOT_COLOUR else None
 
 
 def _gap(a: Box, b: Box) -> float:
@@ -97,6 +126,7 @@ class ImageFacts:
 
     boxes: Sequence[Box]
     colour: list[str | None]
+    shares: list[np.ndarray | None]
     length_m: list[float]
     in_row: list[bool | None]
     alone: list[bool | None]
@@ -106,14 +136,16 @@ def image_facts(boxes: Sequence[Box], labels: np.ndarray, image: np.ndarray, gsd
                 rules: VehicleRules) -> ImageFacts:
     """Colour, length, row and alone of each box (``labels``: the instance label image)."""
     height, width = labels.shape
-    colours = []
+    shares = []
+    image = stretch(image)
     objects = ndimage.find_objects(labels, max_label=len(boxes))
     for i, sl in enumerate(objects):
         if sl is None:
-            colours.append(None)
+            shares.append(None)
             continue
         core = ndimage.binary_erosion(labels[sl] == i + 1, iterations=2)
-        colours.append(instance_colour(image[sl][core]))
+        shares.append(colour_shares(image[sl][core]))
+    colours = [None if sh is None else dominant_colour(sh) for sh in shares]
     lengths = [max(b.width, b.height) * gsd_m for b in boxes]
     row_px, alone_px = rules.row_gap_m / gsd_m, rules.alone_m / gsd_m
     links = [set() for _ in boxes]
@@ -137,7 +169,8 @@ def image_facts(boxes: Sequence[Box], labels: np.ndarray, image: np.ndarray, gsd
             in_row.append(False if edge > row_px + max(b.width, b.height) else None)
         near = any(_gap(b, o) <= alone_px for j, o in enumerate(boxes) if j != i)
         alone.append(False if near else (True if edge > alone_px else None))
-    return ImageFacts(boxes=boxes, colour=colours, length_m=lengths, in_row=in_row, alone=alone)
+    return ImageFacts(boxes=boxes, colour=colours, shares=shares, length_m=lengths, in_row=in_row,
+                      alone=alone)
 
 
 def _components(links: list[set[int]]) -> np.ndarray:
@@ -224,7 +257,7 @@ def crop_referents(facts: ImageFacts, labels: np.ndarray, window: tuple[int, int
         out.append(CropReferent(Referent(category, count=count), mask_of(members)))
         median = medians.get(category)
         tests: dict[str, list[bool | None]] = {
-            c: [None if facts.colour[i] is None else facts.colour[i] == c for i in members] for c in COLOURS}
+            c: [is_colour(facts.shares[i], c) for i in members] for c in COLOURS}
         for p in POSITIONS:
             tests[p] = [position(i, p) for i in members]
         if median:
