@@ -144,20 +144,23 @@ def _tilt(ratio: float, aspect: float) -> float:
 
 
 def oriented_mask(box: Box, window, image: np.ndarray | None = None) -> np.ndarray:
-    """A rectangle of the class's length/width ratio fitted into the box: the box's shape fixes
-    the tilt, the image picks which diagonal (the candidate whose pixels differ more from the
-    ring of colours around the box). Boxes as elongated as the class are the box itself."""
+    """A rectangle of the class's length/width ratio fitted into the box. The box's shape gives
+    the tilt of a vehicle lying along either diagonal; a third candidate lies along the box's
+    long side (a loosely drawn box around an axis-aligned vehicle). The image picks among them:
+    the candidate whose pixels differ most from the ring of colours around the box, against the
+    rest of the box. Boxes as elongated as the class are the box itself."""
     aspect = ASPECT.get(box.cls, 2.4)
     theta = _tilt(box.width / box.height, aspect)
     if theta < math.radians(8) or theta > math.radians(82):
         return fill_mask(box, window)
-    a, b = oriented_rectangle(box, theta, aspect, window), oriented_rectangle(box, -theta, aspect, window)
+    along = 0.0 if box.width >= box.height else math.pi / 2
+    candidates = [oriented_rectangle(box, angle, aspect, window) for angle in (theta, -theta, along)]
     distance = _ring_distance(box, window, image) if image is not None else None
     if distance is None:
         return ellipse_mask(box, window)
-    score_a = distance[a].mean() - distance[~a].mean() if a.any() and (~a).any() else 0.0
-    score_b = distance[b].mean() - distance[~b].mean() if b.any() and (~b).any() else 0.0
-    return a if score_a >= score_b else b
+    scores = [distance[c].mean() - distance[~c].mean() if c.any() and (~c).any() else -np.inf
+              for c in candidates]
+    return candidates[int(np.argmax(scores))]
 
 
 def _otsu(values: np.ndarray, bins: int = 64) -> float:
