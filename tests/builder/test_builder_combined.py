@@ -133,3 +133,25 @@ def test_misspelt_source_key_is_an_error(tmp_path, capsys):
     config = combined_config(tmp_path, source, GROUPS, box_mesk="fill")
     assert main(["--config", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     assert "sources[0]: unknown key(s) ['box_mesk']" in capsys.readouterr().err
+
+
+def test_coco_source_builds_like_yolo(tmp_path):
+    # the same scene labelled in one COCO json instead of YOLO files gives the same masks
+    source = write_source(tmp_path / "src", {"train1": SCENE, "val1": SCENE[1:]})
+    images, annotations = [], []
+    for k, (name, vehicles) in enumerate((("train1.png", SCENE), ("val1.png", SCENE[1:]))):
+        images.append({"id": k, "file_name": name})
+        annotations += [{"image_id": k, "category_id": ["car", "bus"].index(c),
+                         "bbox": [x0, y0, x1 - x0, y1 - y0]} for c, _, x0, y0, x1, y1 in vehicles]
+    (source / "boxes.json").write_text(json.dumps({
+        "images": images, "annotations": annotations,
+        "categories": [{"id": 0, "name": "car"}, {"id": 1, "name": "bus"}]}))
+    yolo = combined_config(tmp_path, source, GROUPS)
+    assert main(["--config", str(yolo), "--out", str(tmp_path / "yolo"), "--quiet"]) == 0
+    coco = combined_config(tmp_path, source, GROUPS, format="coco")
+    text = coco.read_text().replace("labels: '{dir}/../labels/{stem}.txt'", f"labels: {source / 'boxes.json'}")
+    coco.write_text(text)
+    assert main(["--config", str(coco), "--out", str(tmp_path / "coco"), "--quiet"]) == 0
+    a = json.loads((tmp_path / "yolo" / "crops.json").read_text())["crops"]
+    b = json.loads((tmp_path / "coco" / "crops.json").read_text())["crops"]
+    assert a == b

@@ -27,7 +27,7 @@ from PIL import Image
 from scipy import ndimage
 
 from rrsis_geo.errors import InputError
-from training.builder.boxes import VocReader, YoloReader
+from training.builder.boxes import CocoReader, VocReader, YoloReader
 from training.builder.boxmask import METHODS, instance_masks
 from training.builder.build import resize_image, resize_mask
 from training.builder.config import SPLITS, load_config
@@ -211,17 +211,19 @@ def _extent(mask: np.ndarray, gsd_m: float) -> tuple[int, float | None]:
 
 
 # ------------------------------------------------------------------------------- box labels
-def _reader(source: dict, where: str):
+def _reader(source: dict, where: str) -> Callable[[Path, Path, int, int], list]:
+    """``read(label_path, image_path, width, height) -> boxes`` for the source's format (COCO:
+    ``labels`` names the one json of all images, matched by file name)."""
     names = source.get("names")
     if not isinstance(names, list) or not names:
         raise InputError(f"{where}: 'names' must list the label classes in index order")
     fmt = source.get("format", "yolo")
-    if fmt == "yolo":
-        return YoloReader(tuple(names))
-    if fmt == "voc":
-        return VocReader(tuple(names))
-    raise InputError(f"{where}: format {fmt!r} is not yolo or voc (COCO: convert per image with "
-                     "training.builder.boxes.CocoReader)")
+    if fmt in ("yolo", "voc"):
+        reader = YoloReader(tuple(names)) if fmt == "yolo" else VocReader(tuple(names))
+        return lambda label, image, w, h: reader(label, w, h)
+    if fmt == "coco":
+        return lambda label, image, w, h: CocoReader(tuple(names), image.name)(label, w, h)
+    raise InputError(f"{where}: format {fmt!r} is not yolo, voc or coco")
 
 
 def _series_gsd(source: dict, records: list[tuple[Path, str, list, tuple[int, int]]], where: str) -> dict[Path, float]:
@@ -270,7 +272,7 @@ def _box_source(build: Build, source: dict, where: str, progress: Progress | Non
     for path, split in files:
         with Image.open(path) as im:
             size = im.size
-        boxes = reader(_label_path(source, path), *size)
+        boxes = reader(_label_path(source, path), path, *size)
         records.append((path, split, boxes, size))
     gsd = _series_gsd(source, records, where)
     medians = {}
