@@ -133,9 +133,50 @@ def evaluate_checkpoint(
         score_size=scoring.score_size,
     )
     metrics = summarize(results, scoring)
+    groups = breakdown(results, ds.samples, scoring)
+    if groups:
+        metrics["breakdown"] = groups
     metrics.update({"dataset": fmt, "data_root": str(data_root), "split": split, "checkpoint": str(checkpoint)})
     metrics["categories_order"] = list(getattr(ds, "vocabulary", []))
     return metrics
+
+
+#: groupings of :func:`breakdown`: a name and the sample fields that make a group's key
+GROUPINGS = (("source", ("source",)), ("phrasing", ("phrasing",)),
+             ("source / phrasing", ("source", "phrasing")), ("source / category", ("source", "category")),
+             ("category / phrasing", ("category", "phrasing")))
+
+
+def breakdown(
+    results: Sequence[SampleResult], samples: Sequence[Any], scoring: Scoring = DEFAULT_SCORING
+) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """mIoU and oIoU per source, per seen/held-out phrasing and their crossings with category,
+    for data sets whose samples record them (empty otherwise), under ``scoring``'s conventions."""
+    out: Dict[str, Dict[str, Dict[str, float]]] = {}
+    for name, fields in GROUPINGS:
+        groups: Dict[str, List[SampleResult]] = {}
+        for r in results:
+            sample = samples[r.index]
+            values = [getattr(sample, f, None) for f in fields]
+            if all(v is not None for v in values):
+                groups.setdefault(" / ".join(map(str, values)), []).append(r)
+        if groups:
+            out[name] = {
+                key: {"samples": len(rs), "mIoU": sum(r.iou_with(scoring.empty_iou) for r in rs) / len(rs),
+                      "oIoU": (sum(r.intersection for r in rs) / union) if (union := sum(r.union for r in rs)) else 0.0}
+                for key, rs in sorted(groups.items())
+            }
+    return out
+
+
+def breakdown_table(groups: Dict[str, Dict[str, Dict[str, float]]]) -> str:
+    """The breakdown as Markdown tables (percentages)."""
+    lines: List[str] = []
+    for name, rows in groups.items():
+        lines += ["", f"| {name} | samples | mIoU | oIoU |", "|---|---:|---:|---:|"]
+        for key, row in rows.items():
+            lines.append(f"| {key} | {row['samples']} | {100 * row['mIoU']:.2f} | {100 * row['oIoU']:.2f} |")
+    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -189,6 +230,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return exc.exit_code
     title = f"{Path(args.checkpoint).name} on {metrics['dataset']} {args.split} ({args.data_root})"
     table = markdown_table(metrics, title=title, categories_order=metrics.pop("categories_order"))
+    table += breakdown_table(metrics.get("breakdown") or {})
     print(table, end="")
     if args.out:
         _atomic_write(Path(args.out), table)

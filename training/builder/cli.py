@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--scene", nargs=3, action="append", metavar=("IMAGE", "LABELS", "SPLIT"),
                      help="a scene wholly in SPLIT (train, val, test or region); repeatable")
     src.add_argument("--scenes", type=Path, help="YAML file listing scenes (image, labels, split)")
+    src.add_argument("--config", type=Path,
+                     help="a combined config listing several sources (label rasters and box-labelled "
+                          "images) phrased through a paraphrase grammar, e.g. "
+                          "training/builder/configs/combined.yaml; replaces the other scene options")
+    parser.add_argument("--limit", type=int, help=argparse.SUPPRESS)  # images per source, quick looks
     parser.add_argument("--classes", type=Path, default=CONFIG_DIR / "skyscapes.yaml",
                         help="class mapping and vocabulary (default: the paper's SkyScapes mapping, "
                              "%(default)s; see training/builder/configs/)")
@@ -133,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     bar = None
     try:
+        if args.config is not None:
+            if any(x is not None for x in (args.image, args.labels, args.scene, args.scenes)):
+                raise InputError("--config lists its own sources; drop --image/--labels/--scene/--scenes")
+            return _combined(args)
         config = load_config(args.classes)
         config = config.with_tiling(args.window, args.stride, args.output_size)
         config = config.with_split(args.fractions, args.block_size, args.seed)
@@ -149,6 +158,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         bar.close()
     print(_summary(args.out, stats))
     return 0
+
+
+def _combined(args: argparse.Namespace) -> int:
+    from training.builder.combined import build_combined
+
+    report, bar = _progress_bar(args.quiet)
+    try:
+        stats = build_combined(args.config, args.out, overwrite=args.overwrite, progress=report,
+                               limit=args.limit)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(combined_summary(args.out, stats))
+    return 0
+
+
+def combined_summary(out: Path, stats: dict) -> str:
+    """The stats table of a combined build (Markdown)."""
+    splits = list(stats["splits"])
+    lines = [f"wrote {stats['totals']['triplets']} triplets from {stats['totals']['crops']} crops of "
+             f"{stats['totals']['scenes']} images to {out} in {stats['seconds']} s", ""]
+    for title, key in (("split", None), ("source", "per_source"), ("phrasing", "per_phrasing"),
+                       ("source / phrasing", "per_source_phrasing"), ("category", "per_category"),
+                       ("template", "per_template")):
+        lines += [f"| {title} | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
+        if key is None:
+            rows = {s: {s: stats["splits"][s]["triplets"]} for s in splits}
+        else:
+            rows = stats[key]
+        for name, counts in rows.items():
+            lines.append(f"| {name} | " + " | ".join(str(counts.get(s, 0)) for s in splits) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _summary(out: Path, stats: dict) -> str:

@@ -30,11 +30,21 @@ from .transforms import normalize, resize_image, resize_mask
 
 @dataclass(frozen=True)
 class Sample:
-    """One image-expression-mask triplet (how to find the image and mask is up to the reader)."""
+    """One image-expression-mask triplet (how to find the image and mask is up to the reader).
+
+    The builder's combined data sets also record, per triplet, its ``source`` (e.g. "dubai",
+    "vehicles"), the ``gsd_m`` of the stored image, whether its ``phrasing`` is "seen" in
+    training or "heldout", its ``template`` and ``canonical`` meaning; ``None`` where a data set
+    does not say (older builds, RefSegRS, RRSIS-D)."""
 
     key: Any
     expression: str
     category: str
+    source: Optional[str] = None
+    gsd_m: Optional[float] = None
+    phrasing: Optional[str] = None
+    template: Optional[str] = None
+    canonical: Optional[str] = None
 
 
 class ReferringDataset(Dataset):
@@ -87,6 +97,12 @@ class ReferringDataset(Dataset):
     def categories(self) -> List[str]:
         """Category of every sample, in order."""
         return [s.category for s in self.samples]
+
+    @property
+    def sources(self) -> List[Optional[str]]:
+        """Source of every sample, in order (``None`` where the data set does not record it), e.g.
+        to weight a sampler so that sources are drawn in chosen proportions."""
+        return [s.source for s in self.samples]
 
     def image_width(self, index: int = 0) -> int:
         """Stored width in pixels of the image of sample ``index`` (read from the file)."""

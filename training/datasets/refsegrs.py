@@ -6,6 +6,8 @@
       output_phrase_{split}.txt   one triplet per line: "{id} {expression words...}"
       stats.json                  optional (our builder): categories for per-category IoU
                                   (see training.datasets.stats)
+      crops.json                  optional (our builder): per triplet its source, GSD, category,
+                                  template and seen/held-out phrasing (Sample fields)
 
 Other files (e.g. the builder's georeference sidecars) are ignored.
 """
@@ -22,7 +24,7 @@ from rrsis_geo.errors import InputError
 
 from .base import ReferringDataset, Sample
 from .categories import CategoryMatcher, resolve_vocabulary
-from .stats import expression_categories, read_stats
+from .stats import expression_categories, read_stats, sample_fields
 from .transforms import find_file, read_mask, read_rgb
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -75,7 +77,15 @@ class RefSegRSDataset(ReferringDataset):
         matcher = CategoryMatcher(self.vocabulary)
         # the builder's own record of each expression's category, unless a vocabulary is imposed
         recorded = {} if categories else expression_categories(read_stats(self.root))
-        samples = [Sample(key, text, recorded.get(text) or matcher(text)) for key, text in read_phrases(phrases)]
+        fields = sample_fields(self.root)
+        samples = []
+        for key, text in read_phrases(phrases):
+            extra = dict(fields.get(key, {}))
+            recorded_category = extra.pop("category", None)
+            if categories:  # an imposed vocabulary overrides what the builder recorded
+                recorded_category = None
+            category = recorded_category or recorded.get(text) or matcher(text)
+            samples.append(Sample(key, text, category, **extra))
         if not samples:
             raise InputError(f"{phrases} lists no expressions")
         super().__init__(

@@ -70,6 +70,25 @@ def vocabulary_words(stats: Dict[str, Any]) -> List[str]:
     return words or list(category_vocabulary(stats) or [])
 
 
+def sample_fields(root: Path) -> Dict[str, Dict[str, Any]]:
+    """``{sample id: {source, gsd_m, phrasing, template, canonical, category}}`` from the builder's
+    ``crops.json`` (only the fields it records; empty for data sets without it). A crop's
+    ``source`` and ``gsd_m`` apply to every triplet cut from it."""
+    crops = _read_json(Path(root) / "crops.json")
+    if not isinstance(crops, dict) or not isinstance(crops.get("crops"), list):
+        return {}
+    out: Dict[str, Dict[str, Any]] = {}
+    for crop in crops["crops"]:
+        if not isinstance(crop, dict) or not isinstance(crop.get("samples"), list):
+            continue
+        shared = {"source": crop.get("source"), "gsd_m": crop.get("gsd_m")}
+        for sample in crop["samples"]:
+            if isinstance(sample, dict) and isinstance(sample.get("id"), str):
+                entry = {**shared, **{k: sample.get(k) for k in ("phrasing", "template", "canonical", "category")}}
+                out[sample["id"]] = {k: v for k, v in entry.items() if v is not None}
+    return out
+
+
 def model_gsd(stored_gsd_m: float, stored_width: int, input_size: int) -> float:
     """GSD (m) of what the model saw: images of ``stored_width`` px at ``stored_gsd_m`` resized to ``input_size``."""
     return round(float(stored_gsd_m) * int(stored_width) / int(input_size), 6)
