@@ -79,6 +79,10 @@ DEFAULTS: Dict[str, Any] = {
         # metres per pixel of the dataset's images as stored (null: from our builder's crops.json,
         # else the model config's); the checkpoint records it scaled to the model's input size
         "gsd_m": None,
+        # several sources (our builder's combined sets): {source: weight}, drawn in these
+        # proportions, samples_per_epoch draws an epoch (null: the split's size)
+        "source_weights": None,
+        "samples_per_epoch": None,
         # RRSIS-D (refcoco layout) only:
         "dataset_name": "rrsisd",
         "split_by": "unc",

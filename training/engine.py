@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from rrsis_geo.errors import CheckpointError, InputError
 
@@ -36,6 +36,7 @@ from .checkpoints import load_optimizer, load_weights, read_training_state, writ
 from .datasets import build_dataset, collate
 from .datasets.stats import model_gsd, read_stats, training_gsd, vocabulary_words
 from .evaluate import ShardSampler, autocast, evaluate_loader
+from .knowledge import checkpoint_knowledge
 from .losses import ReferringSegmentationLoss
 from .metrics import Scoring, results_from_rows, results_to_rows, summarize
 from .modeling import (
@@ -52,6 +53,7 @@ from .modeling import (
 )
 from .optim import PolySchedule, build_optimizer
 from .runlog import RunLogger
+from .sampling import SourceMixSampler
 
 LAST, BEST = "last", "best"
 RUN_CONFIG = "train_config.json"
@@ -146,9 +148,7 @@ class Trainer:
     def _build_data(self) -> None:
         data = self.cfg["data"]
         self.train_set = build_dataset(data, data["train_split"], self.tokenizer, self.model_config)
-        self.sampler = DistributedSampler(
-            self.train_set, num_replicas=self.ctx.world_size, rank=self.ctx.rank, shuffle=True, seed=int(self.cfg["seed"])
-        )
+        self.sampler = self._train_sampler()
         workers = int(data["num_workers"])
         loader_args = dict(
             num_workers=workers,
@@ -168,6 +168,8 @@ class Trainer:
             self.trained_gsd = model_gsd(data["gsd_m"], self.train_set.image_width(0), input_size)
         else:
             self.trained_gsd = training_gsd(Path(data["root"]), data["train_split"], input_size)
+        # per-category scales and phrasings, where the data set records them
+        self.knowledge = checkpoint_knowledge(self.train_set.samples, self.train_set.image_width(0), input_size)
         self.val_set = None
         if data["val_split"]:
             self.val_set = build_dataset(data, data["val_split"], self.tokenizer, self.model_config, return_gt=True)
@@ -178,6 +180,22 @@ class Trainer:
                 sampler=ShardSampler(len(self.val_set), self.ctx.rank, self.ctx.world_size),
                 **loader_args,
             )
+
+    def _train_sampler(self) -> Sampler:
+        data, seed = self.cfg["data"], int(self.cfg["seed"])
+        if not data["source_weights"]:
+            return DistributedSampler(self.train_set, num_replicas=self.ctx.world_size, rank=self.ctx.rank, shuffle=True, seed=seed)
+        sources = self.train_set.sources
+        if any(source is None for source in sources):
+            raise InputError(f"data.source_weights needs a data set that records each sample's source; {data['root']} does not")
+        return SourceMixSampler(
+            sources,
+            data["source_weights"],
+            num_samples=int(data["samples_per_epoch"] or len(self.train_set)),
+            rank=self.ctx.rank,
+            world_size=self.ctx.world_size,
+            seed=seed,
+        )
 
     def _build_model(self) -> None:
         model_cfg = self.cfg["model"]
@@ -364,6 +382,7 @@ class Trainer:
         vocabulary = vocabulary_words(read_stats(Path(data["root"]))) or getattr(self.train_set, "vocabulary", None)
         if vocabulary:
             config["vocabulary"] = list(vocabulary)
+        config.update(self.knowledge)
         if self.external:
             config["external_weights"] = self.external
         seconds = [row["seconds"] for row in self.history]

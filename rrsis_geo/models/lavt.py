@@ -5,13 +5,15 @@ BERT encodes the expression once; after each of the four vision stages a PWAM + 
 (:mod:`.decoder`) turns the four fused features into two-class logits, upsampled to the input.
 
 Config sections used (besides the common fields): ``vision``, ``text``, ``fusion``
-(``num_heads`` per stage or one int, ``dropout``), ``decoder`` (``hidden``, null = stage 4 / 2) and
-``decoder_norm`` (``"batch"`` as the paper, ``"group"`` for batch-independent statistics).
+(``num_heads`` per stage or one int, ``dropout``), ``decoder`` (``hidden``, null = stage 4 / 2),
+``decoder_norm`` (``"batch"`` as the paper, ``"group"`` for batch-independent statistics) and
+``language`` (what the fusion attends to: the words, as the paper, or slots made from the sentence
+embedding; see :mod:`.language`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 from torch import nn
@@ -20,6 +22,7 @@ from .base import ReferringSegmentationModel, TextState, expand_text_state
 from .decoder import LAVTDecoder
 from .encoders import BertTextEncoder, VisionEncoder, build_text_encoder, build_vision_encoder
 from .fusion import StageFusion
+from .language import SentenceSlots, build_language
 from .layers import upsample_like
 from .options import choice, option, section
 from .registry import PretrainedSelection
@@ -39,17 +42,23 @@ class LAVT(ReferringSegmentationModel):
         decoder: nn.Module,
         *,
         text_frozen: bool = False,
+        language: Optional[SentenceSlots] = None,
     ) -> None:
         super().__init__()
         self.vision_encoder = vision_encoder
         self.text_encoder = text_encoder
         self.fusion = fusion
         self.decoder = decoder
+        #: None: the fusion attends to the words (LAVT); else to slots made from the sentence embedding
+        self.language = language
         #: the config's ``text.frozen``: training keeps the text encoder's weights fixed
         self.text_frozen = text_frozen
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextState:
-        return {"words": self.text_encoder(input_ids, attention_mask), "mask": attention_mask}
+        words = self.text_encoder(input_ids, attention_mask)
+        if self.language is None:
+            return {"words": words, "mask": attention_mask}
+        return self.language(words, attention_mask)
 
     def fused_features(self, images: torch.Tensor, text: TextState) -> List[torch.Tensor]:
         """The four PWAM outputs (layer-normalised), the decoder's inputs."""
@@ -94,7 +103,15 @@ def build_lavt_parts(config: Mapping[str, Any], load_pretrained: PretrainedSelec
     norm = choice(config, "decoder_norm", ("batch", "group"), "batch")
     decoder = LAVTDecoder(vision.channels, option(decoder_settings, "hidden", None), norm)
     text_frozen = bool(section(config, "text").get("frozen", False))
-    return {"vision_encoder": vision, "text_encoder": text, "fusion": fusion, "decoder": decoder, "text_frozen": text_frozen}
+    language = build_language(section(config, "language", required=False), text.hidden_size)
+    return {
+        "vision_encoder": vision,
+        "text_encoder": text,
+        "fusion": fusion,
+        "decoder": decoder,
+        "text_frozen": text_frozen,
+        "language": language,
+    }
 
 
 def build_lavt(config: Mapping[str, Any], load_pretrained: PretrainedSelection = False) -> LAVT:

@@ -126,11 +126,17 @@ class CrossScaleEnhancement(nn.Module):
         return x + table.to(x.dtype)
 
     def forward(
-        self, shallow: torch.Tensor, deep: torch.Tensor, words: torch.Tensor, mask: torch.Tensor
+        self,
+        shallow: torch.Tensor,
+        deep: torch.Tensor,
+        words: torch.Tensor,
+        mask: torch.Tensor,
+        sentence: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``sentence`` (``[B, C_t]``), when given, is the language feature instead of the mean word."""
         (hs, ws), (hd, wd) = shallow.shape[-2:], deep.shape[-2:]
         if self.language_guidance:
-            language = masked_mean(words, mask)
+            language = masked_mean(words, mask) if sentence is None else sentence
         else:
             language = self.language_token.to(shallow.dtype).expand(shallow.shape[0], -1)
         xs = torch.cat([flatten_tokens(self._position(shallow, "shallow")), self.project_shallow(language)[:, None]], 1)
@@ -153,7 +159,9 @@ class LGCE(LAVT):
         self.shallow_stage = shallow_stage
 
     def enhance(self, features: List[torch.Tensor], text: TextState) -> List[torch.Tensor]:
-        shallow, deep = self.enhancement(features[self.shallow_stage], features[3], text["words"], text["mask"])
+        shallow, deep = self.enhancement(
+            features[self.shallow_stage], features[3], text["words"], text["mask"], text.get("sentence")
+        )
         features = list(features)
         features[self.shallow_stage], features[3] = shallow, deep
         return features
