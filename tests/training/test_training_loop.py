@@ -143,9 +143,12 @@ def test_shipped_configs_are_valid():
         assert model["architecture"] in ("lavt", "lgce", "btdnet"), path
         if path.stem.startswith("tiny_"):
             assert model["decoder_norm"] == "group" and cfg["train"]["precision"] == "fp32"
-        elif path.stem == "default_light":  # the embedded default model: reduced size, CPU-trainable
+        elif path.stem.startswith("default_"):  # the embedded default and its successor: CPU-trainable
             assert model["input_size"] == 256 and model["text"]["frozen"]
             assert cfg["model"]["load_pretrained"] and cfg["save"]["dtype"] == "float16"
+            if path.stem == "default_combined":  # reads the sentence, draws both sources
+                assert model["language"]["tokens"] == "sentence"
+                assert set(cfg["data"]["source_weights"]) == {"dubai", "vehicles"}
         else:  # the papers' settings
             assert model["input_size"] == 512 and cfg["train"]["batch_size"] == 8
             assert cfg["model"]["load_pretrained"] and model["vision"]["pretrained"] and model["text"]["pretrained"]
