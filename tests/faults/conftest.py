@@ -10,7 +10,7 @@ from typing import List, Tuple
 
 import pytest
 
-import fault_testdata  # noqa: F401  (registers the test architectures)
+import fault_testdata  # (importing it registers the test architectures)
 from geo_testdata import make_checkpoint, tokenizer_dir
 
 _ROWS: List[Tuple[str, str, str, str]] = []
@@ -26,6 +26,12 @@ def tokenizer_for_faults():
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory, tokenizer_for_faults) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "red", "test-red", tokenizer_for_faults)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """A textured GeoTIFF the test checkpoint segments."""
+    return fault_testdata.textured_scene(tmp_path_factory.mktemp("scene") / "scene.tif")
 
 
 @pytest.fixture()

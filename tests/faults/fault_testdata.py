@@ -199,3 +199,19 @@ class FlakyServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)
+
+
+def run(argv, capsys):
+    """``rrsis-geo ARGV`` in this process: (exit status, stdout, stderr)."""
+    from rrsis_geo.cli import main
+
+    code = main([str(a) for a in argv])
+    return (code, *capsys.readouterr())
+
+
+def assert_one_line(code, err, *needles):
+    """Exit status 2 and one ``rrsis-geo: error:`` line holding every needle."""
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("rrsis-geo: error: "), err
+    for needle in needles:
+        assert needle in err, err

@@ -15,29 +15,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import rrsis_geo
-from fault_testdata import flip_bits, listing, textured_scene
+from fault_testdata import assert_one_line, run, flip_bits, listing
 from geo_testdata import red_square_scene, write_geotiff
-from rrsis_geo.cli import main
 from rrsis_geo.errors import OutputBusyError
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    return textured_scene(tmp_path_factory.mktemp("scene") / "scene.tif")
-
-
-def run(argv, capsys):
-    code = main([str(a) for a in argv])
-    return (code, *capsys.readouterr())
-
-
-def assert_one_line(code, err, *needles):
-    assert code == 2, err
-    assert len(err.strip().splitlines()) == 1 and err.startswith("rrsis-geo: error: "), err
-    for needle in needles:
-        assert needle in err, err
 
 
 def test_flipped_bytes_in_the_safetensors_header(tmp_path, capsys, scene, checkpoint, record):

@@ -11,29 +11,11 @@ import numpy as np
 import pytest
 
 import rrsis_geo
-from fault_testdata import can_mount, fill, listing, remount, textured_scene, tmpfs
+from fault_testdata import assert_one_line, run, can_mount, fill, listing, remount, textured_scene, tmpfs
 from geo_testdata import write_geotiff
-from rrsis_geo.cli import main
 from rrsis_geo.errors import OutputError
 
 needs_mount = pytest.mark.skipif(can_mount() is not None, reason=str(can_mount()))
-
-
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    return textured_scene(tmp_path_factory.mktemp("scene") / "scene.tif")
-
-
-def run(argv, capsys):
-    code = main([str(a) for a in argv])
-    return (code, *capsys.readouterr())
-
-
-def assert_one_line(code, err, *needles):
-    assert code == 2, err
-    assert len(err.strip().splitlines()) == 1 and err.startswith("rrsis-geo: error: "), err
-    for needle in needles:
-        assert needle in err, err
 
 
 def fail_during_run(action):

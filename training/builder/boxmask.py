@@ -66,29 +66,10 @@ def refine_mask(box: Box, window, image: np.ndarray | None = None, ring: int = 3
     when the result covers under ``low`` or over ``high`` of the box (a vehicle the colour of
     the road, or a box crowded by neighbours)."""
     fallback = ellipse_mask(box, window)
-    if image is None:
+    distance = _ring_distance(box, window, image, ring) if image is not None else None
+    if distance is None:
         return fallback
-    r0, r1, c0, c1 = window
-    height, width = image.shape[:2]
-    R0, R1, C0, C1 = max(0, r0 - ring), min(height, r1 + ring), max(0, c0 - ring), min(width, c1 + ring)
-    outer = image[R0:R1, C0:C1].astype(np.float32)
-    inside = np.zeros(outer.shape[:2], dtype=bool)
-    inside[r0 - R0:r1 - R0, c0 - C0:c1 - C0] = True
-    ring_px = outer[~inside]
-    if len(ring_px) < 8 or not inside.any():
-        return fallback
-    step = max(1, len(ring_px) // 256)
-    samples = ring_px[::step]
-    box_px = outer[inside]
-    distance = np.full(len(box_px), np.inf, dtype=np.float32)
-    for start in range(0, len(samples), 64):
-        chunk = samples[start:start + 64]
-        d = np.sqrt(((box_px[:, None, :] - chunk[None, :, :]) ** 2).sum(-1)).min(1)
-        distance = np.minimum(distance, d)
-    threshold = _otsu(distance)
-    fg = np.zeros(inside.shape, dtype=bool)
-    fg[inside] = distance > threshold
-    fg = fg[r0 - R0:r1 - R0, c0 - C0:c1 - C0]
+    fg = distance > _otsu(distance.ravel())
     fg = ndimage.binary_closing(fg, iterations=2, border_value=0) | fg
     fg = ndimage.binary_fill_holes(fg)
     labels, count = ndimage.label(fg)
