@@ -31,6 +31,21 @@ COL, ROW, SIZE = 640, 700, 896  # buildings, roads, a golf course and ponds
 OUT = ROOT / "resources" / "sample" / "dubai_sample.tif"
 
 
+def write_rgb_geotiff(path: Path, image: np.ndarray, epsg: int, transform, tags: dict) -> None:
+    """``image`` (H, W, 3 uint8) as a tiled JPEG GeoTIFF, written beside ``path`` and renamed into place."""
+    height, width = image.shape[:2]
+    profile = {"driver": "GTiff", "dtype": "uint8", "count": 3, "height": height, "width": width,
+               "crs": CRS.from_epsg(epsg), "transform": transform, "tiled": True,
+               "blockxsize": 256, "blockysize": 256, "compress": "jpeg", "jpeg_quality": 90,
+               "photometric": "YCbCr", "interleave": "pixel"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    with rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(np.moveaxis(image, -1, 0))
+        dst.update_tags(**tags)
+    os.replace(tmp, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
@@ -44,17 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     image = np.asarray(Image.open(jpg).convert("RGB"))[ROW:ROW + SIZE, COL:COL + SIZE]
     east, north = image_origin(TILE, PART)
     transform = from_origin(east + COL * GSD_M, north - ROW * GSD_M, GSD_M, GSD_M)
-    profile = {"driver": "GTiff", "dtype": "uint8", "count": 3, "height": SIZE, "width": SIZE,
-               "crs": CRS.from_epsg(CRS_EPSG), "transform": transform, "tiled": True,
-               "blockxsize": 256, "blockysize": 256, "compress": "jpeg", "jpeg_quality": 90,
-               "photometric": "YCbCr", "interleave": "pixel"}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.partial")
-    with rasterio.open(tmp, "w", **profile) as dst:
-        dst.write(np.moveaxis(image, -1, 0))
-        dst.update_tags(source=f"{jpg.relative_to(args.data.parent)} window col {COL} row {ROW} size {SIZE}",
-                        georeference="nominal (EPSG:32640, 1.0 m pixels estimated)")
-    os.replace(tmp, args.out)
+    write_rgb_geotiff(args.out, image, CRS_EPSG, transform, {
+        "source": f"{jpg.relative_to(args.data.parent)} window col {COL} row {ROW} size {SIZE}",
+        "georeference": "nominal (EPSG:32640, 1.0 m pixels estimated)",
+    })
     print(f"{args.out}: {SIZE}×{SIZE} px, {args.out.stat().st_size / 1024:.0f} KiB, origin {transform.c:.0f} E {transform.f:.0f} N")
     return 0
 

@@ -22,13 +22,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from PIL import Image
-from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+from make_sample_scene import write_rgb_geotiff  # noqa: E402
 from training.builder.boxes import YoloReader  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "aerial_vehicles"
@@ -78,19 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     gsd = series_gsd(args.data)
     transform = from_origin(ORIGIN[0], ORIGIN[1], gsd, gsd)
     boxes = YoloReader(NAMES)(args.data / "labels" / f"{STRIP}.txt", width, height)
-    profile = {"driver": "GTiff", "dtype": "uint8", "count": 3, "height": height, "width": width,
-               "crs": CRS.from_epsg(CRS_EPSG), "transform": transform, "tiled": True,
-               "blockxsize": 256, "blockysize": 256, "compress": "jpeg", "jpeg_quality": 92,
-               "photometric": "YCbCr", "interleave": "pixel"}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.partial")
     tmp_boxes = boxes_out.with_name(f".{boxes_out.name}.partial")
-    with rasterio.open(tmp, "w", **profile) as dst:
-        dst.write(np.moveaxis(image, -1, 0))
-        dst.update_tags(source=f"aerial_vehicles/images/{STRIP}.png", attribution=ATTRIBUTION,
-                        georeference=f"nominal (EPSG:{CRS_EPSG}, {gsd} m pixels estimated from car lengths)")
     tmp_boxes.write_text(json.dumps(box_features(boxes, transform)), encoding="utf-8")
-    os.replace(tmp, args.out)
+    write_rgb_geotiff(args.out, image, CRS_EPSG, transform, {
+        "source": f"aerial_vehicles/images/{STRIP}.png", "attribution": ATTRIBUTION,
+        "georeference": f"nominal (EPSG:{CRS_EPSG}, {gsd} m pixels estimated from car lengths)",
+    })
     os.replace(tmp_boxes, boxes_out)
     print(f"{args.out}: {width}×{height} px at {gsd} m, {args.out.stat().st_size / 1024:.0f} KiB; "
           f"{len(boxes)} labelled vehicles -> {boxes_out.name}")
