@@ -35,7 +35,7 @@ if QGIS_IMPORT_ERROR is None:
     from qgis.core import QgsApplication, QgsCoordinateReferenceSystem, QgsProject
     from qgis.PyQt.QtCore import QCoreApplication, QSettings
 
-    from plugin_test_helpers import SCENE_CRS, brightness_checkpoint, register_brightness_architecture, write_scene
+    from plugin_test_helpers import FORBIDDEN, SCENE_CRS, brightness_checkpoint, make_checkpoint, write_scene
 
 PROCESSING_PLUGINS = "/usr/share/qgis/python/plugins"
 HERE = Path(__file__).resolve().parent
@@ -103,7 +103,6 @@ def desktop(qgis_app):
 @pytest.fixture(scope="session")
 def bright_checkpoint(qgis_app, tmp_path_factory) -> Path:
     """Checkpoint whose output is known: bright pixels are the target."""
-    register_brightness_architecture()
     return brightness_checkpoint(tmp_path_factory.mktemp("ckpt") / "bright")
 
 
@@ -116,9 +115,17 @@ def slow_checkpoint(bright_checkpoint, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(qgis_app, tmp_path_factory) -> Path:
     """The library's random-initialised tiny LGCE model."""
-    from rrsis_geo.models.presets import init_checkpoint
+    return make_checkpoint("tiny-lgce", tmp_path_factory.mktemp("ckpt") / "tiny-lgce")
 
-    return init_checkpoint("tiny-lgce", tmp_path_factory.mktemp("ckpt") / "tiny-lgce")
+
+@pytest.fixture(autouse=True)
+def qgis_process_stays_clean():
+    """After every test: none of the library's stack loaded here. This process stands in for
+    QGIS's, where pip wheels' GDAL/GEOS next to QGIS's own crash it (CI once did, mid-run)."""
+    yield
+    if QGIS_IMPORT_ERROR is None:
+        loaded = sorted(name for name in FORBIDDEN if name in sys.modules)
+        assert not loaded, f"the process hosting QGIS imported {loaded}"
 
 
 @pytest.fixture

