@@ -40,7 +40,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -149,7 +148,9 @@ def validation_images(source: Source, limit: int | None = None) -> list[SceneRef
 
     root, files = _files(source.spec, source.where, None)
     if source.kind == "labels":
-        gsd = {path: float(source.spec.get("gsd_m") or 1.0) for path, _ in files}
+        if not source.spec.get("gsd_m"):
+            raise InputError(f"{source.where}: a labels source needs 'gsd_m' (the scenes are written at it)")
+        gsd = {path: float(source.spec["gsd_m"]) for path, _ in files}
     else:
         gsd = box_gsd(source, files)
     val = [SceneRef(source.name, p, p.relative_to(root).as_posix(), gsd[p]) for p, split in files if split == "val"]
@@ -235,9 +236,7 @@ def predict_masks(scene: Path, texts: list[str], segmenter: Any, folder: Path) -
     import rrsis_geo
 
     mask_path = folder / "mask.tif"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # e.g. "'pools' understood as water"
-        rrsis_geo.predict(scene, texts, segmenter=segmenter, mask_out=mask_path, output=folder / "polygons.gpkg")
+    rrsis_geo.predict(scene, texts, segmenter=segmenter, mask_out=mask_path, output=folder / "polygons.gpkg")
     with rasterio.open(mask_path) as src:
         return {src.descriptions[i]: src.read(i + 1) == 1 for i in range(src.count)}
 
