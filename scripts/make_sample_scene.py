@@ -7,6 +7,10 @@ nominal georeference that ``scripts/prepare_dubai.py`` gives the whole image: EP
 nominal (the data set has no georeference); the pixel size is an estimate from villa and lane widths.
 
     .venv/bin/python scripts/make_sample_scene.py [--data ../shared/data/dubai_aerial] [--overwrite]
+
+Beside it, ``dubai_sample.labels.tif``: the same window of the image's label mask as class codes
+(1 building, 2 land = unpaved land, 3 road, 4 vegetation, 5 water; 0 unlabeled = nodata), for tests
+that score the shipped model against real labels.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from prepare_dubai import CRS_EPSG, DATA, GSD_M, image_origin  # noqa: E402
 TILE, PART = 7, 4
 COL, ROW, SIZE = 640, 700, 896  # buildings, roads, a golf course and ponds
 OUT = ROOT / "resources" / "sample" / "dubai_sample.tif"
+CLASSES = ROOT / "training" / "builder" / "configs" / "dubai.yaml"
 
 
 def write_rgb_geotiff(path: Path, image: np.ndarray, epsg: int, transform, tags: dict) -> None:
@@ -43,6 +48,40 @@ def write_rgb_geotiff(path: Path, image: np.ndarray, epsg: int, transform, tags:
     with rasterio.open(tmp, "w", **profile) as dst:
         dst.write(np.moveaxis(image, -1, 0))
         dst.update_tags(**tags)
+    os.replace(tmp, path)
+
+
+def class_codes(mask_png: Path, window: tuple[int, int, int], classes: Path = CLASSES) -> tuple[np.ndarray, dict]:
+    """The colour mask's ``window`` (col, row, size) as class codes (0 = unlabeled) and their names,
+    decoded with the builder's class table (``classes``)."""
+    sys.path.insert(0, str(ROOT))
+    from training.builder.config import load_config
+
+    config = load_config(classes)
+    col, row, size = window
+    rgb = np.asarray(Image.open(mask_png).convert("RGB"))[row:row + size, col:col + size].astype(np.uint32)
+    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    codes, names, known = np.zeros(packed.shape, np.uint8), {0: "unlabeled"}, np.zeros(packed.shape, bool)
+    for code, spec in enumerate(config.classes, start=1):
+        hit = np.isin(packed, list(spec.colors))
+        codes[hit] = 0 if spec.ignore else code
+        known |= hit
+        if not spec.ignore:
+            names[code] = spec.name
+    if not known.all():
+        raise ValueError(f"{mask_png}: {int((~known).sum())} pixels of colours not in {classes}")
+    return codes, names
+
+
+def write_labels(path: Path, codes: np.ndarray, names: dict, epsg: int, transform) -> None:
+    """Class codes as a one-band deflate GeoTIFF (``class_<code>`` tags name them), renamed into place."""
+    profile = {"driver": "GTiff", "dtype": "uint8", "count": 1, "height": codes.shape[0], "width": codes.shape[1],
+               "crs": CRS.from_epsg(epsg), "transform": transform, "tiled": True, "blockxsize": 256,
+               "blockysize": 256, "compress": "deflate", "nodata": 0}
+    tmp = path.with_name(f".{path.name}.partial")
+    with rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(codes, 1)
+        dst.update_tags(**{f"class_{code}": name for code, name in names.items()})
     os.replace(tmp, path)
 
 
@@ -64,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         "georeference": "nominal (EPSG:32640, 1.0 m pixels estimated)",
     })
     print(f"{args.out}: {SIZE}×{SIZE} px, {args.out.stat().st_size / 1024:.0f} KiB, origin {transform.c:.0f} E {transform.f:.0f} N")
+    labels = args.out.with_name(args.out.name.replace(".tif", ".labels.tif"))
+    codes, names = class_codes(jpg.parent.parent / "masks" / f"{jpg.stem}.png", (COL, ROW, SIZE))
+    write_labels(labels, codes, names, CRS_EPSG, transform)
+    print(f"{labels}: classes {names}, {labels.stat().st_size / 1024:.0f} KiB")
     return 0
 
 
