@@ -285,6 +285,7 @@ class SegmentDock(QgsDockWidget):
         self.layer_combo.layerChanged.connect(self._layer_changed_hint)
         self.expression_edit.textChanged.connect(self._update_state)
         self.expression_edit.textEdited.connect(self.schedule_hint)  # typing, not setText()
+        self.expression_edit.textChanged.connect(self._text_changed_hint)
         self.completer.activated[str].connect(self.schedule_hint)
         self.hint_timer.timeout.connect(self.show_hint)
         self.hints.answered.connect(self._hints_answered)
@@ -424,6 +425,10 @@ class SegmentDock(QgsDockWidget):
             self._set_hint([])
             return
         self._set_hint(hint_lines(self.hints, key, expressions, self._layer_gsd_m()))
+
+    def _text_changed_hint(self, *_args) -> None:
+        if self.hint_label.isVisible():  # set, not typed (history, a script): never leave a stale hint
+            self.schedule_hint()
 
     def _layer_changed_hint(self, *_args) -> None:
         if self.hint_label.isVisible():  # the layer's GSD may make an expression too coarse

@@ -4,7 +4,7 @@ It drives the installed plugin's dock like a user: (1) a run on the sample scene
 typed into the expression box, and once the "understood as" hint is there a screenshot of the
 main window; (3) a run on a larger scene cancelled once tiles are being processed; (4) a run
 whose worker is killed (SIGKILL) mid-run; (5) a run on a GeoTIFF cut short; (6) one more run on
-the sample. Then it writes what it saw to the
+the sample; (7) "cars" on the Munich street sample, and a second screenshot. Then it writes what it saw to the
 JSON report named in ``$RRSIS_DESKTOP_TEST`` and makes QGIS exit by itself (``os._exit``: no
 "save the project?" question). A watchdog ends the session if a step hangs.
 """
@@ -179,7 +179,35 @@ def after_kill(task):
 
 def after_fault(task):
     dock.layer_combo.setLayer(project.mapLayersByName("dubai_sample")[0])
-    start_run("again", on_done=lambda task: finish())
+    start_run("again", on_done=lambda task: step_vehicles())
+
+
+def step_vehicles():
+    """The Munich street sample (0.12 m): "cars", and a screenshot of what was found."""
+    munich = QgsRasterLayer(CONFIG["vehicle_scene"], "munich_street_sample")
+    assert munich.isValid(), CONFIG["vehicle_scene"]
+    project.addMapLayer(munich)
+    for layer in project.mapLayers().values():  # only the strip and its result on the map
+        if layer is not munich:
+            project.layerTreeRoot().findLayer(layer.id()).setItemVisibilityChecked(False)
+    iface.setActiveLayer(munich)
+    dock.layer_combo.setLayer(munich)
+    iface.mapCanvas().setDestinationCrs(munich.crs())
+    iface.mapCanvas().setExtent(munich.extent())
+    dock.expression_edit.setText(CONFIG["vehicle_expression"])
+    start_run("vehicles", on_done=lambda task: later(1500, vehicles_screenshot))
+
+
+def vehicles_screenshot():
+    dock.show_hint()  # the run's plan told the dock how it read "cars": no worker needed
+    REPORT["vehicles_hint"] = dock.hint_label.text()
+    later(300, grab_vehicles)
+
+
+def grab_vehicles():
+    image = iface.mainWindow().grab().toImage()
+    REPORT["vehicles_screenshot"] = {"saved": image.save(CONFIG["vehicles_screenshot"])}
+    finish()
 
 
 def _alive(pid):

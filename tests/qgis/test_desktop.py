@@ -24,6 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "resources" / "sample" / "dubai_sample.tif"
 SESSION_SCRIPT = Path(__file__).with_name("desktop_session.py")
 SCREENSHOT = REPO / "build" / "screenshots" / "qgis_desktop_dock.png"
+VEHICLE_SAMPLE = REPO / "resources" / "sample" / "munich_street_sample.tif"
+VEHICLES_SCREENSHOT = REPO / "build" / "screenshots" / "qgis_desktop_vehicles.png"
 
 pytestmark = pytest.mark.slow
 
@@ -107,10 +109,12 @@ def desktop_report(plugin_zip, tmp_path_factory) -> dict:
         folder.mkdir()
     installed = _install(plugin_zip, profiles / "profiles" / "default")
     config = {
-        "scene": str(SAMPLE), "big_scene": str(_tiled_sample(root / "big.tif")), "expression": "water",
+        "scene": str(SAMPLE), "big_scene": str(_tiled_sample(root / "big.tif")), "expression": "vegetation",
         "cut_scene": str(_cut_short(_tiled_sample(root / "whole.tif", times=1), root / "cut.tif")),
         "report": str(root / "report.json"),
         "screenshot": str(root / "dock.png"), "cancel_output": str(out / "cancelled.gpkg"), "timeout_s": 420,
+        "vehicle_scene": str(VEHICLE_SAMPLE), "vehicle_expression": "cars",
+        "vehicles_screenshot": str(root / "vehicles.png"),
     }
     (root / "config.json").write_text(json.dumps(config))
     env = dict(_env(tmp), RRSIS_DESKTOP_TEST=str(root / "config.json"))
@@ -123,9 +127,10 @@ def desktop_report(plugin_zip, tmp_path_factory) -> dict:
     assert report_file.is_file(), f"QGIS ended ({process.returncode}) without a report:\n{process.stderr[-3000:]}"
     report = json.loads(report_file.read_text())
     report.update(returncode=process.returncode, installed=str(installed), stderr=process.stderr[-3000:])
-    if Path(config["screenshot"]).is_file():
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(config["screenshot"], SCREENSHOT)
+    for made, kept in ((config["screenshot"], SCREENSHOT), (config["vehicles_screenshot"], VEHICLES_SCREENSHOT)):
+        if Path(made).is_file():
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(made, kept)
     assert report["error"] is None, report["error"]
     return report
 
@@ -135,7 +140,7 @@ def test_dock_run_gives_styled_polygons_and_qgis_lives_on(desktop_report):
     run = desktop_report["steps"]["run"]
     assert run["status"] == "ok", run["message"]
     (layer,) = run["layers"]
-    assert layer["name"] == "water" and layer["features"] > 0 and layer["provider"] == "memory"
+    assert layer["name"] == "vegetation" and layer["features"] > 0 and layer["provider"] == "memory"
     assert layer["fill_alpha"] < 255  # the plugin's semi-transparent style
     assert layer["crs"] == "EPSG:32640"
     assert run["workdirs"] == []
@@ -149,7 +154,7 @@ def test_typing_shows_the_understood_as_hint_in_the_desktop(desktop_report):
     hint = desktop_report["hint"]
     assert desktop_report["hint_before"] == ""  # nothing until the typing pauses
     assert hint["visible"] and hint["workers"] == 1
-    assert hint["text"].startswith("'houses' understood as building (nearest: 'building' 0.60")
+    assert hint["text"].startswith("'houses' understood as building (nearest: 'buildings' 0.67")
     assert hint["text"].endswith("runs at 1.5 m/px")
     assert "unpaved land" in hint["completer"]
 
@@ -183,6 +188,17 @@ def test_killed_worker_is_a_message_and_the_next_run_works(desktop_report):
     again = desktop_report["steps"]["again"]
     assert again["status"] == "ok", again["message"]
     assert again["layers"][0]["features"] > 0
+
+
+def test_the_desktop_finds_the_cars_of_the_munich_sample(desktop_report):
+    vehicles = desktop_report["steps"]["vehicles"]
+    assert vehicles["status"] == "ok", vehicles["message"]
+    (layer,) = vehicles["layers"]
+    assert layer["name"] == "cars" and layer["crs"] == "EPSG:32632"
+    assert layer["features"] >= 10  # 33 labelled cars; tests/geo/test_default_vehicles.py checks where
+    assert desktop_report["vehicles_screenshot"]["saved"]
+    assert desktop_report["vehicles_hint"].startswith("'cars' understood as car (nearest: 'cars' 1.00")
+    assert desktop_report["vehicles_hint"].endswith("runs at 0.172 m/px")
 
 
 def test_qgis_process_runs_the_algorithm(qgis_app, plugin_zip, tmp_path):

@@ -249,16 +249,16 @@ def test_typing_shows_what_the_model_understands_and_its_scale(desktop, dock, sc
     _add_raster(scene)
     dock.model_widget.setFilePath(str(DEFAULT_MODEL))
     assert dock.hints.requests == 0 and dock.hint_label.isHidden()
-    QTest.keyClicks(dock.expression_edit, "houses; swimming pool")
+    QTest.keyClicks(dock.expression_edit, "houses; solar panels")
     assert dock.hint_label.isHidden()  # nothing asked until the typing pauses
     wait_for(dock.hint_timer.timeout, 5)
-    assert dock.hint_label.text() == "'houses' …\n'swimming pool' …"  # the worker is on its way
+    assert dock.hint_label.text() == "'houses' …\n'solar panels' …"  # the worker is on its way
     wait_for(dock.hints.answered)
 
-    houses, pool = dock.hint_label.text().split("\n")
-    assert houses.startswith("'houses' understood as building (nearest: 'building' 0.60")
+    houses, panels = dock.hint_label.text().split("\n")
+    assert houses.startswith("'houses' understood as building (nearest: 'buildings' 0.67")
     assert houses.endswith("runs at 1.5 m/px")
-    assert pool.startswith("⚠ 'swimming pool' is far from anything this model learned; nearest: 'water'")
+    assert panels.startswith("⚠ 'solar panels' is far from anything this model learned; nearest: '")
     assert "unpaved land" in dock.completer.vocabulary  # the phrasings the worker reported
     assert dock.hints.requests == 1
 
@@ -267,6 +267,11 @@ def test_typing_shows_what_the_model_understands_and_its_scale(desktop, dock, sc
     wait_for(dock.hint_timer.timeout, 5)
     assert dock.hint_label.text() == houses  # from the cache: no second worker
     assert dock.hints.requests == 1 and not dock.hints.busy()
+    dock.expression_edit.setText("houses; solar panels")  # set, not typed (history, a script): the hint follows
+    wait_for(dock.hint_timer.timeout, 5)
+    assert dock.hint_label.text() == houses + "\n" + panels and dock.hints.requests == 1
+    dock.expression_edit.setText("houses")
+    wait_for(dock.hint_timer.timeout, 5)
 
     coarse = _add_raster(write_scene(scene.with_name("coarse.tif"), size=64, pixel=300.0), "coarse")
     dock.layer_combo.setLayer(coarse)  # the hint follows the layer: 300 m/px is too coarse for 1.5 m/px

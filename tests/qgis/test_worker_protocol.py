@@ -139,14 +139,16 @@ def test_an_older_worker_that_knows_only_run_refuses_explain_as_a_protocol_error
 def test_the_real_worker_explains_expressions_with_their_scale():
     if not DEFAULT_MODEL.is_dir():
         pytest.skip(f"no default model at {DEFAULT_MODEL}")
-    answer = explain(sys.executable, ["houses", "swimming pool"], str(DEFAULT_MODEL))
+    answer = explain(sys.executable, ["houses", "parked cars", "solar panels"], str(DEFAULT_MODEL))
     knowledge = answer["knowledge"]
     assert "unpaved land" in knowledge["known_phrasings"] and "building" in knowledge["phrasings"]
-    houses, pool = answer["explanations"]["houses"], answer["explanations"]["swimming pool"]
+    explanations = answer["explanations"]
+    houses, cars, panels = (explanations[e] for e in ("houses", "parked cars", "solar panels"))
     assert houses["known"] is True and houses["categories"] == ["building"]
-    assert houses["text"].startswith("'houses' understood as building (nearest: 'building' 0.60")
+    assert houses["text"].startswith("'houses' understood as building (nearest: 'buildings' 0.67")
     assert houses["text"].endswith("runs at 1.5 m/px") and houses["gsd_m"] == 1.5
-    assert pool["known"] is False and "far from anything this model learned" in pool["text"]
+    assert cars["categories"] == ["car"] and cars["text"].endswith("runs at 0.172 m/px")
+    assert panels["known"] is False and "far from anything this model learned" in panels["text"]
 
 
 def _run_messages(request):
