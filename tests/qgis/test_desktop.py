@@ -113,7 +113,7 @@ def desktop_report(plugin_zip, tmp_path_factory) -> dict:
         "cut_scene": str(_cut_short(_tiled_sample(root / "whole.tif", times=1), root / "cut.tif")),
         "report": str(root / "report.json"),
         "screenshot": str(root / "dock.png"), "cancel_output": str(out / "cancelled.gpkg"), "timeout_s": 420,
-        "vehicle_scene": str(VEHICLE_SAMPLE), "vehicle_expression": "cars",
+        "vehicle_scene": str(shutil.copy(VEHICLE_SAMPLE, root / VEHICLE_SAMPLE.name)), "vehicle_expression": "cars",
         "vehicles_screenshot": str(root / "vehicles.png"),
     }
     (root / "config.json").write_text(json.dumps(config))
