@@ -15,6 +15,7 @@ The models' outputs are known functions of the pixels, so tests can assert exact
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -40,12 +41,15 @@ class RedModel(ReferringSegmentationModel):
         self.gain_table = nn.Parameter(torch.ones(VOCAB_SIZE))
         self.scale = float(config.get("scale", 20.0))
         self.pool = int(config.get("pool", 1))
+        self.delay_s = float(config.get("delay_s", 0.0))  # per batch: time to interrupt a run
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         gains = torch.where(attention_mask.bool(), self.gain_table[input_ids], torch.ones_like(self.gain_table[input_ids]))
         return {"gain": gains.prod(dim=1, keepdim=True)}
 
     def segment(self, images: torch.Tensor, text):
+        if self.delay_s:
+            time.sleep(self.delay_s)
         text = expand_text_state(text, images.shape[0])
         red = images[:, :1]
         if self.pool > 1:

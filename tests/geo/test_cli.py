@@ -21,7 +21,7 @@ import rasterio
 
 from rrsis_geo.cli import main
 
-from geo_testdata import make_config, red_square_scene, snapshot, write_geotiff
+from geo_testdata import make_checkpoint, make_config, red_square_scene, snapshot, write_geotiff
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -282,8 +282,11 @@ _RUNNER = (
 )
 
 
-def test_ctrl_c_leaves_no_partial_output(tmp_path, red_checkpoint):
+def test_ctrl_c_leaves_no_partial_output(tmp_path, tokenizer):
     """SIGINT to a real process in the middle of a run: exit 130, nothing written."""
+    # 20 ms per batch of one tile: 961 tiles take ~20 s, so the signal always lands mid-run
+    # (without the delay an idle machine finished the run between the check and the signal)
+    slow = make_checkpoint(tmp_path / "slow", "test-red", tokenizer, delay_s=0.02)
     work = tmp_path / "work"
     work.mkdir()
     path = write_geotiff(work / "big.tif", red_square_scene(1500, 1500, slice(100, 1400), slice(100, 1400)))
@@ -292,7 +295,7 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path, red_checkpoint):
     before = snapshot(work)
     code = _RUNNER.format(tests=str(Path(__file__).parent))
     argv = [sys.executable, "-c", code, "predict", str(path), "-e", "red", "-o", str(existing), "--overwrite",
-            "--mask-out", str(work / "m.tif"), "--checkpoint", str(red_checkpoint), "--batch-size", "1"]
+            "--mask-out", str(work / "m.tif"), "--checkpoint", str(slow), "--batch-size", "1"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         deadline = time.time() + 120
