@@ -4,6 +4,7 @@ info, models (list, sha256-verified download), predict end to end, Ctrl-C, conso
 import hashlib
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -296,16 +297,18 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path, tokenizer):
     code = _RUNNER.format(tests=str(Path(__file__).parent))
     argv = [sys.executable, "-c", code, "predict", str(path), "-e", "red", "-o", str(existing), "--overwrite",
             "--mask-out", str(work / "m.tif"), "--checkpoint", str(slow), "--batch-size", "1"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    seen = b""
     try:
         deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:
-            if any(p.name.startswith(".m.") for p in work.iterdir()):  # the mask GeoTIFF is being written
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, proc.communicate()
+        # the masks are written once all tiles are done: interrupt when tiles are being processed
+        while time.time() < deadline and proc.poll() is None and b"tile/s" not in seen:
+            if select.select([proc.stderr], [], [], 0.5)[0]:
+                seen += os.read(proc.stderr.fileno(), 65536)
+        assert proc.poll() is None, seen.decode(errors="replace")
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        _, rest = proc.communicate(timeout=120)
+        err = (seen + rest).decode(errors="replace")
     finally:
         if proc.poll() is None:
             proc.kill()
