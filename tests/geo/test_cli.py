@@ -297,7 +297,10 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path, tokenizer):
     code = _RUNNER.format(tests=str(Path(__file__).parent))
     argv = [sys.executable, "-c", code, "predict", str(path), "-e", "red", "-o", str(existing), "--overwrite",
             "--mask-out", str(work / "m.tif"), "--checkpoint", str(slow), "--batch-size", "1"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    # SIGINT as a terminal has it: a job started in the background by a non-interactive shell (a CI
+    # runner, `nohup ... &`) inherits it ignored, and Python then never raises KeyboardInterrupt
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = b""
     try:
         deadline = time.time() + 120
