@@ -85,14 +85,28 @@ def write_labels(path: Path, codes: np.ndarray, names: dict, epsg: int, transfor
     os.replace(tmp, path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--out", type=Path, default=OUT)
+def sample_arguments(argv: list[str] | None, doc: str, data: Path, out: Path) -> argparse.Namespace:
+    """``--data``, ``--out``, ``--overwrite`` of the sample scripts."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=data)
+    parser.add_argument("--out", type=Path, default=out)
     parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
-    if args.out.exists() and not args.overwrite:
-        print(f"{args.out} exists; pass --overwrite to replace it", file=sys.stderr)
+    return parser.parse_args(argv)
+
+
+def refuse_existing(paths: list[Path], overwrite: bool) -> bool:
+    """True (after saying so) when one of ``paths`` exists and ``overwrite`` is off."""
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        print(f"{existing[0]} exists; pass --overwrite to replace it", file=sys.stderr)
+        return True
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sample_arguments(argv, __doc__, DATA, OUT)
+    labels = args.out.with_name(args.out.name.replace(".tif", ".labels.tif"))
+    if refuse_existing([args.out, labels], args.overwrite):
         return 2
     jpg = args.data / f"tile_{TILE}" / "images" / f"image_part_{PART:03d}.jpg"
     image = np.asarray(Image.open(jpg).convert("RGB"))[ROW:ROW + SIZE, COL:COL + SIZE]
@@ -103,7 +117,6 @@ def main(argv: list[str] | None = None) -> int:
         "georeference": "nominal (EPSG:32640, 1.0 m pixels estimated)",
     })
     print(f"{args.out}: {SIZE}×{SIZE} px, {args.out.stat().st_size / 1024:.0f} KiB, origin {transform.c:.0f} E {transform.f:.0f} N")
-    labels = args.out.with_name(args.out.name.replace(".tif", ".labels.tif"))
     codes, names = class_codes(jpg.parent.parent / "masks" / f"{jpg.stem}.png", (COL, ROW, SIZE))
     write_labels(labels, codes, names, CRS_EPSG, transform)
     print(f"{labels}: classes {names}, {labels.stat().st_size / 1024:.0f} KiB")

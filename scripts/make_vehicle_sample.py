@@ -14,7 +14,6 @@ upper-left corner at a nominal point in Munich. Its labelled boxes go beside it 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -28,7 +27,7 @@ from rasterio.transform import from_origin
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
-from make_sample_scene import write_rgb_geotiff  # noqa: E402
+from make_sample_scene import refuse_existing, sample_arguments, write_rgb_geotiff  # noqa: E402
 from training.builder.boxes import YoloReader  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "aerial_vehicles"
@@ -64,14 +63,9 @@ def box_features(boxes, transform) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
+    args = sample_arguments(argv, __doc__, DATA, OUT)
     boxes_out = args.out.with_name(args.out.stem + ".vehicles.geojson")
-    if (args.out.exists() or boxes_out.exists()) and not args.overwrite:
-        print(f"{args.out} exists; pass --overwrite to replace it", file=sys.stderr)
+    if refuse_existing([args.out, boxes_out], args.overwrite):
         return 2
     image = np.asarray(Image.open(args.data / "images" / f"{STRIP}.png").convert("RGB"))
     height, width = image.shape[:2]
