@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Dict, Optional
 
 from qgis.PyQt.QtCore import QObject, QTimer, pyqtSignal
 
 from . import worker_client
+from .background import BackgroundCall
 
 #: hello of each interpreter already probed in this QGIS session (the answer does not change
 #: until packages are installed, which clears it)
@@ -19,7 +19,9 @@ def clear_cache() -> None:
 
 
 class WorkerProbe(QObject):
-    """Runs ``python -m rrsis_qgis.worker --probe`` on a thread (importing torch takes seconds).
+    """Runs ``python -m rrsis_qgis.worker --probe`` on a thread (importing torch takes seconds)
+    that touches no Qt object; ``result`` is emitted on the main thread
+    (:class:`~rrsis_qgis.background.BackgroundCall`).
 
     ``result`` carries ``(python, hello)`` or ``(python, {"type": "error", "text": ...})``.
     """
@@ -28,8 +30,8 @@ class WorkerProbe(QObject):
 
     def __init__(self, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
-        self.thread: Optional[threading.Thread] = None
         self.python: Optional[str] = None
+        self._call = BackgroundCall(self._answered, "rrsis-worker-probe", self)
 
     def start(self, python: str) -> None:
         """Probe ``python`` (a cached answer comes back through the same signal, queued)."""
@@ -37,23 +39,32 @@ class WorkerProbe(QObject):
             answer = _CACHE[python]
             QTimer.singleShot(0, lambda: self.result.emit(python, answer))
             return
-        if self.thread is not None and self.thread.is_alive() and self.python == python:
+        if self._call.busy() and self.python == python:
             return
         self.python = python
-        self.thread = threading.Thread(target=self._probe, args=(python,), name="rrsis-worker-probe", daemon=True)
-        self.thread.start()
+        self._call.start(_probe, python)
 
-    def _probe(self, python: str) -> None:
-        try:
-            answer = worker_client.probe(python)
-            _CACHE[python] = answer
-        except worker_client.WorkerFailure as exc:
-            answer = {"type": "error", "kind": exc.kind, "text": str(exc)}
-        try:
+    def _answered(self, ok: bool, value: Any) -> None:
+        """Main thread: cache and announce the probe's answer."""
+        if ok:
+            python, answer = value
+            if answer.get("type") != "error":
+                _CACHE[python] = answer
             self.result.emit(python, answer)
-        except RuntimeError:  # the dock was deleted meanwhile
-            pass
+        else:  # the probe itself failed in an unexpected way
+            self.result.emit(self.python or "", {"type": "error", "kind": "internal", "text": f"{type(value).__name__}: {value}"})
+
+    def busy(self) -> bool:
+        return self._call.busy()
 
     def wait(self, timeout: float = 120.0) -> None:
-        if self.thread is not None:
-            self.thread.join(timeout)
+        """Wait for a probe on its way (plugin unload); its answer is dropped."""
+        self._call.join(timeout)
+
+
+def _probe(python: str) -> tuple:
+    """The thread: the worker's hello, or an error answer (no Qt object is touched here)."""
+    try:
+        return python, worker_client.probe(python)
+    except worker_client.WorkerFailure as exc:
+        return python, {"type": "error", "kind": exc.kind, "text": str(exc)}

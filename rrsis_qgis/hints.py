@@ -1,8 +1,10 @@
 """The dock's "understood as …" hint: what the model reads in an expression, and its scale.
 
 QGIS's process cannot embed text (the library never loads there), so a worker is asked
-(``explain`` request, :func:`rrsis_qgis.worker_client.explain`) on a thread; answers are cached
-per (checkpoint, expression), the model's known phrasings per checkpoint. A worker that cannot
+(``explain`` request, :func:`rrsis_qgis.worker_client.explain`) on a thread that touches no Qt
+object (:class:`~rrsis_qgis.background.BackgroundCall`: the answer is stored and announced on the
+GUI thread); answers are cached per (checkpoint, expression), the model's known phrasings per
+checkpoint. A worker that cannot
 answer (none installed, an older one that knows only ``run``) leaves the hint empty: the hint is
 a convenience, never an obstacle to a run.
 """
@@ -16,6 +18,7 @@ from qgis.core import Qgis, QgsMessageLog
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
 from . import worker_client
+from .background import BackgroundCall
 
 LOG_TAG = "rrsis"
 #: shown for an expression whose answer is on its way
@@ -27,7 +30,7 @@ Key = Tuple[str, str]  # (checkpoint, expression)
 class ExplainService(QObject):
     """Asks workers how a checkpoint reads expressions; one worker at a time, answers cached.
 
-    ``answered`` fires (on the main thread) whenever the cache has grown or a request failed.
+    ``answered`` fires on the main thread whenever the cache has grown or a request failed.
     """
 
     answered = pyqtSignal()
@@ -37,11 +40,14 @@ class ExplainService(QObject):
         self.explanations: Dict[Key, Dict[str, Any]] = {}
         self.knowledge: Dict[str, Dict[str, Any]] = {}
         self.failures: Dict[Tuple[str, str], str] = {}  # (python, checkpoint) -> why it cannot answer
-        self.thread: Optional[threading.Thread] = None
         self.requests = 0  # workers started (the cache spares the others)
         self._pending: Optional[Tuple[str, str, List[str]]] = None
+        self._last_asked: Tuple[str, str] = ("", "")
         self._stop = threading.Event()
-        self.answered.connect(self._next)
+        self._call = BackgroundCall(self._answered, "rrsis-explain", self)
+        #: set by the thread once the worker process runs, with :attr:`worker` (tests wait on it)
+        self.worker_started = threading.Event()
+        self.worker: Optional[worker_client.WorkerRun] = None
 
     def explanation(self, checkpoint: str, expression: str) -> Optional[Dict[str, Any]]:
         return self.explanations.get((checkpoint, expression))
@@ -54,7 +60,8 @@ class ExplainService(QObject):
         self.explanations[(checkpoint, expression)] = msg
 
     def busy(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+        """A worker is being asked, or its answer has not been stored yet."""
+        return self._call.busy()
 
     def request(self, python: str, checkpoint: str, expressions: List[str]) -> bool:
         """Ask for what is not cached yet; True when an answer is (or will be) on its way."""
@@ -68,31 +75,36 @@ class ExplainService(QObject):
             return True
         self._pending = None
         self._stop.clear()
+        self.worker_started.clear()
         self.requests += 1
-        self.thread = threading.Thread(
-            target=self._ask, args=(python, checkpoint, missing), name="rrsis-explain", daemon=True
-        )
-        self.thread.start()
+        self._last_asked = (python, checkpoint)
+        self._call.start(self._ask, python, checkpoint, missing)
         return True
 
-    def _ask(self, python: str, checkpoint: str, expressions: List[str]) -> None:
-        try:
-            answer = worker_client.explain(python, expressions, checkpoint or None, self._stop.is_set)
+    def _ask(self, python: str, checkpoint: str, expressions: List[str]) -> Tuple[str, str, Dict[str, Any]]:
+        """The thread: ask a worker; no Qt object is touched here."""
+        answer = worker_client.explain(python, expressions, checkpoint or None, self._stop.is_set, self._started)
+        return python, checkpoint, answer
+
+    def _started(self, run: worker_client.WorkerRun) -> None:  # the thread
+        self.worker = run
+        self.worker_started.set()
+
+    def _answered(self, ok: bool, value: Any) -> None:
+        """Main thread: store the answer (or why there is none), announce it, ask what waits."""
+        if ok:
+            _, checkpoint, answer = value
             self.knowledge[checkpoint] = answer["knowledge"] or {}
             for expression, msg in answer["explanations"].items():
                 self.explanations[(checkpoint, expression)] = msg
-        except worker_client.WorkerFailure as exc:
-            if exc.kind != "cancelled":
-                self.failures[(python, checkpoint)] = str(exc)
-                QgsMessageLog.logMessage(f"no 'understood as' hints: {exc}", LOG_TAG, Qgis.Info)
-        except Exception as exc:  # never let a hint take the dock down
-            self.failures[(python, checkpoint)] = f"{type(exc).__name__}: {exc}"
-        try:
-            self.answered.emit()
-        except RuntimeError:  # the dock was deleted meanwhile
-            pass
-
-    def _next(self) -> None:
+        elif isinstance(value, worker_client.WorkerFailure) and value.kind == "cancelled":
+            pass  # stopped on request: not a reason to give up on hints
+        else:
+            python, checkpoint = self._last_asked
+            text = str(value) if isinstance(value, worker_client.WorkerFailure) else f"{type(value).__name__}: {value}"
+            self.failures[(python, checkpoint)] = text
+            QgsMessageLog.logMessage(f"no 'understood as' hints: {text}", LOG_TAG, Qgis.Info)
+        self.answered.emit()
         if self._pending is not None and not self.busy():
             python, checkpoint, expressions = self._pending
             self.request(python, checkpoint, expressions)
@@ -105,8 +117,7 @@ class ExplainService(QObject):
         """Stop a worker on its way (plugin unload)."""
         self._pending = None
         self._stop.set()
-        if self.thread is not None:
-            self.thread.join(timeout)
+        self._call.join(timeout)
 
 
 def hint_lines(

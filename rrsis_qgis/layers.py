@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 from qgis.core import (
@@ -147,7 +147,12 @@ class RasterExport:
     """Everything needed to write a layer's extent to GeoTIFF off the main thread.
 
     Built on the main thread by :func:`plan_raster_input` (the provider and renderer are cloned
-    there, as QGIS requires); :meth:`write` may run in a worker thread.
+    there, as QGIS requires); :meth:`write` may run in a worker thread. The clones are QGIS objects
+    of the main thread, so they are also destroyed there: :meth:`write` keeps the pipe that owns
+    them, and :meth:`release` (main thread, e.g. a task's ``finished()``) lets them go. Left to
+    Python, they would be deleted by whichever thread dropped the last reference (or collected a
+    reference cycle holding it): a provider deleted on a task thread while the GUI thread may still
+    deliver its events.
     """
 
     provider: QgsRasterDataProvider
@@ -158,17 +163,23 @@ class RasterExport:
     crs: QgsCoordinateReferenceSystem
     transform_context: QgsCoordinateTransformContext
     layer_name: str
+    #: the pipe of a written export (it owns the clones), until :meth:`release`
+    pipe: Optional[QgsRasterPipe] = field(default=None, repr=False)
 
     @property
     def rendered(self) -> bool:
         return self.renderer is not None
 
+    def release(self) -> None:
+        """Let the clones go (main thread only; the export cannot be written afterwards)."""
+        self.pipe = self.provider = self.renderer = None
+
     def write(self, path: str, feedback: Optional[QgsRasterBlockFeedback] = None) -> str:
         """Write the GeoTIFF; raise :class:`LayerInputError` if QGIS cannot."""
-        pipe = QgsRasterPipe()
-        provider, self.provider = self.provider, None  # the pipe takes ownership: write once
-        if provider is None:
-            raise RuntimeError("RasterExport.write() can run only once")
+        if self.provider is None or self.pipe is not None:
+            raise RuntimeError("RasterExport.write() can run only once, before release()")
+        self.pipe = pipe = QgsRasterPipe()  # kept: destroyed on the main thread by release()
+        provider, self.provider = self.provider, None  # the pipe takes ownership
         if not pipe.set(provider):
             raise LayerInputError(f"layer '{self.layer_name}' cannot be read for export")
         if self.renderer is not None and not pipe.set(self.renderer):

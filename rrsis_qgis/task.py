@@ -125,7 +125,9 @@ class SegmentTask(QgsTask):
         self.outcome: Optional[Outcome] = None
         self.worker: Optional[WorkerRun] = None
         self.warnings: List[str] = []
-        self._export_feedback: Optional[QgsRasterBlockFeedback] = None
+        # made here, on the main thread, and kept until the task is gone: cancel() (main thread)
+        # may reach it at any moment of the export
+        self._export_feedback = QgsRasterBlockFeedback() if request.raster.needs_export else None
         self._base = 0.0
 
     @property
@@ -136,23 +138,23 @@ class SegmentTask(QgsTask):
     # ---- task thread ---------------------------------------------------------------------
     def cancel(self) -> None:  # noqa: D401 - QgsTask override
         """Also stop an export in progress (QgsRasterFileWriter polls its own feedback)."""
-        if self._export_feedback is not None:
-            self._export_feedback.cancel()
+        feedback = self._export_feedback
+        if feedback is not None:
+            feedback.cancel()
         super().cancel()
 
     def _export(self) -> str:
         export = self.request.raster.export
-        feedback = QgsRasterBlockFeedback()
-        feedback.progressChanged.connect(
-            lambda value: self.setProgress(EXPORT_SHARE * value / 100.0), Qt.DirectConnection
-        )
-        self._export_feedback = feedback
+        feedback = self._export_feedback
+        feedback.progressChanged.connect(self._export_progress, Qt.DirectConnection)
         self.message.emit(f"exporting layer '{self.request.raster.layer_name}' to GeoTIFF")
         path = export.write(str(self.workdir / "scene.tif"), feedback)
-        self._export_feedback = None
         if self.isCanceled():
             raise RunCancelled()
         return path
+
+    def _export_progress(self, value: float) -> None:
+        self.setProgress(EXPORT_SHARE * value / 100.0)
 
     def _on_message(self, msg: Dict[str, Any]) -> None:
         """A worker message (task thread): progress, plan and warnings go to the dock."""
@@ -207,8 +209,19 @@ class SegmentTask(QgsTask):
             self.outcome = self._error_outcome()
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
+            self._release()
         self._notify(self.outcome)
         self.done.emit(self.outcome)
+
+    def _release(self) -> None:
+        """Main thread, once the thread is done: free what was made here (the export's provider
+        and renderer clones) here, and break the task <-> worker reference cycle (the worker's
+        callbacks are this task's methods), so that no garbage collection on another thread
+        ever frees a QGIS object of this thread."""
+        if self.request.raster.export is not None:
+            self.request.raster.export.release()
+        if self.worker is not None:
+            self.worker.detach()
 
     def _finish(self, result: bool) -> Outcome:
         if result and self.result:

@@ -136,7 +136,8 @@ class WorkerRun:
     """One job in one worker process (see module docstring).
 
     ``on_message`` sees every message the worker sends (on the calling thread);
-    ``should_cancel`` is polled ten times a second.
+    ``should_cancel`` is polled ten times a second; ``on_started(self)`` is called once the
+    worker process runs.
     """
 
     def __init__(
@@ -147,11 +148,13 @@ class WorkerRun:
         should_cancel: Optional[Callable[[], bool]] = None,
         grace_s: float = GRACE_S,
         request_type: str = protocol.RUN,
+        on_started: Optional[Callable[["WorkerRun"], None]] = None,
     ) -> None:
         self.python = python
         self.request = protocol.message(request_type, protocol=protocol.PROTOCOL_VERSION, **request)
         self.on_message = on_message or (lambda msg: None)
         self.should_cancel = should_cancel or (lambda: False)
+        self.on_started = on_started or (lambda run: None)
         self.grace_s = grace_s
         self.process: Optional[subprocess.Popen] = None
         self.hello: Optional[Dict[str, Any]] = None
@@ -163,6 +166,12 @@ class WorkerRun:
     @property
     def pid(self) -> Optional[int]:
         return self.process.pid if self.process is not None else None
+
+    def detach(self) -> None:
+        """Drop the callbacks once the run is over (they usually hold the caller: a cycle)."""
+        self.on_message = lambda msg: None
+        self.should_cancel = lambda: False
+        self.on_started = lambda run: None
 
     @property
     def returncode(self) -> Optional[int]:
@@ -243,6 +252,7 @@ class WorkerRun:
     def run(self) -> Dict[str, Any]:
         """Run the job to its end; the ``result`` message, else :class:`WorkerFailure`."""
         self._start()
+        self.on_started(self)
         result: Optional[Dict[str, Any]] = None
         error: Optional[Dict[str, Any]] = None
         try:
@@ -315,6 +325,7 @@ def explain(
     expressions: List[str],
     checkpoint: Optional[str] = None,
     should_cancel: Optional[Callable[[], bool]] = None,
+    on_started: Optional[Callable[[WorkerRun], None]] = None,
 ) -> Dict[str, Any]:
     """Ask a worker what the model understands ``expressions`` as (no scene, no tile).
 
@@ -331,5 +342,5 @@ def explain(
             answer["explanations"][str(msg.get("asked") or msg.get("expression"))] = msg
 
     request = {"expressions": list(expressions), "checkpoint": checkpoint, "device": "cpu"}
-    WorkerRun(python, request, collect, should_cancel, request_type=protocol.EXPLAIN).run()
+    WorkerRun(python, request, collect, should_cancel, request_type=protocol.EXPLAIN, on_started=on_started).run()
     return answer

@@ -4,7 +4,9 @@ It drives the installed plugin's dock like a user: (1) a run on the sample scene
 typed into the expression box, and once the "understood as" hint is there a screenshot of the
 main window; (3) a run on a larger scene cancelled once tiles are being processed; (4) a run
 whose worker is killed (SIGKILL) mid-run; (5) a run on a GeoTIFF cut short; (6) one more run on
-the sample; (7) "cars" on the Munich street sample, and a second screenshot. Then it writes what it saw to the
+the sample; (7) a layer that is no file (XYZ tiles cut from the sample, zoom 17), which QGIS
+exports on the task's thread before the worker runs; (8) "cars" on the Munich street sample, and
+a second screenshot. Then it writes what it saw to the
 JSON report named in ``$RRSIS_DESKTOP_TEST`` and makes QGIS exit by itself (``os._exit``: no
 "save the project?" question). A watchdog ends the session if a step hangs.
 """
@@ -179,7 +181,46 @@ def after_kill(task):
 
 def after_fault(task):
     dock.layer_combo.setLayer(project.mapLayersByName("dubai_sample")[0])
-    start_run("again", on_done=lambda task: step_vehicles())
+    start_run("again", on_done=lambda task: step_xyz())
+
+
+HALF_WORLD = 20037508.342789244  # EPSG:3857
+ZOOM, TILE0 = 17, (87_000, 56_000)  # a 3 x 3 block of zoom-17 tiles (1.19 m per pixel)
+
+
+def step_xyz():
+    """XYZ tiles cut from the Dubai sample: a non-file layer, exported by QGIS, then segmented."""
+    import numpy as np
+    from osgeo import gdal
+    from qgis.core import QgsCoordinateReferenceSystem, QgsDataSourceUri, QgsRectangle
+    from qgis.PyQt.QtGui import QImage
+
+    root = Path(CONFIG["xyz_root"])
+    pixels = gdal.Open(CONFIG["scene"]).ReadAsArray()  # bands, rows, cols (QGIS's own GDAL)
+    for i in range(3):
+        for j in range(3):
+            tile = np.ascontiguousarray(np.moveaxis(pixels[:3, j * 256:(j + 1) * 256, i * 256:(i + 1) * 256], 0, -1))
+            image = QImage(tile.data, 256, 256, 3 * 256, QImage.Format_RGB888).copy()
+            folder = root / str(ZOOM) / str(TILE0[0] + i)
+            folder.mkdir(parents=True, exist_ok=True)
+            assert image.save(str(folder / f"{TILE0[1] + j}.png"))
+    uri = QgsDataSourceUri()
+    uri.setParam("type", "xyz")
+    uri.setParam("url", root.as_uri() + "/{z}/{x}/{y}.png")
+    uri.setParam("zmin", str(ZOOM))
+    uri.setParam("zmax", str(ZOOM))
+    layer = QgsRasterLayer(bytes(uri.encodedUri()).decode(), "tiles", "wms")
+    assert layer.isValid()
+    project.addMapLayer(layer)
+    span = 2 * HALF_WORLD / 2**ZOOM
+    left, top = -HALF_WORLD + TILE0[0] * span, HALF_WORLD - TILE0[1] * span
+    mercator = QgsCoordinateReferenceSystem("EPSG:3857")
+    dock.layer_combo.setLayer(layer)
+    dock.picker.set_rectangle(QgsRectangle(left, top - 3 * span, left + 3 * span, top), mercator)
+    dock.extent_combo.setCurrentIndex(dock.extent_combo.findData("drawn"))
+    dock.expression_edit.setText(CONFIG["expression"])
+    REPORT["xyz_workdirs_before"] = workdirs()
+    start_run("xyz", on_done=lambda task: step_vehicles())
 
 
 def step_vehicles():
@@ -192,6 +233,7 @@ def step_vehicles():
             project.layerTreeRoot().findLayer(layer.id()).setItemVisibilityChecked(False)
     iface.setActiveLayer(munich)
     dock.layer_combo.setLayer(munich)
+    dock.extent_combo.setCurrentIndex(dock.extent_combo.findData("layer"))
     iface.mapCanvas().setDestinationCrs(munich.crs())
     iface.mapCanvas().setExtent(munich.extent())
     dock.expression_edit.setText(CONFIG["vehicle_expression"])

@@ -4,14 +4,12 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("qgis.core", reason="QGIS Python bindings cannot be imported: install python3-qgis", exc_type=ImportError)
+from qgis.core import QgsApplication
+from qgis.PyQt.QtCore import QEvent, QProcess
+from qgis.PyQt.QtWidgets import QDockWidget
 
-from qgis.core import QgsApplication  # noqa: E402
-from qgis.PyQt.QtCore import QEvent, QProcess  # noqa: E402
-from qgis.PyQt.QtWidgets import QDockWidget  # noqa: E402
-
-import rrsis_qgis  # noqa: E402
-from rrsis_qgis import deps  # noqa: E402
+import rrsis_qgis
+from rrsis_qgis import deps
 
 
 def _footprint(desktop):
@@ -77,7 +75,7 @@ def test_without_a_worker_python_the_dock_explains_and_installs_nothing(desktop,
         # nothing was started: no installer, no process, no environment
         assert panel.runner is None
         assert dock.findChildren(QProcess) == []
-        assert dock.probe.thread is None
+        assert dock.probe.python is None and not dock.probe.busy()
         assert not (tmp_path / "venv").exists()
     finally:
         plugin.unload()
@@ -191,7 +189,7 @@ def test_panel_reports_the_worker_and_greys_the_gpu_without_cuda(plugin):
     from plugin_test_helpers import wait_for
 
     dock = plugin.dock
-    assert dock.probe.thread is None  # nothing is probed until the dock is opened
+    assert dock.probe.python is None  # nothing is probed until the dock is opened
     plugin.action.trigger()
     python, hello = wait_for(dock.probe.result, 120)
     QgsApplication.processEvents()
