@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pyogrio
@@ -16,7 +17,7 @@ from safetensors.torch import save_file
 
 import rrsis_geo
 from fault_testdata import assert_one_line, run, flip_bits, listing
-from geo_testdata import red_square_scene, write_geotiff
+from geo_testdata import make_checkpoint, red_square_scene, write_geotiff
 from rrsis_geo.errors import OutputBusyError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,23 +84,35 @@ def test_second_run_on_a_busy_output_is_refused(tmp_path, scene, checkpoint, ove
 
 
 @pytest.mark.slow
-def test_two_processes_racing_for_one_output(tmp_path, checkpoint, record):
+def test_two_processes_racing_for_one_output(tmp_path, tokenizer_for_faults, record):
+    # a model that takes 0.25 s per batch: the run that wins holds the lock for seconds, far longer
+    # than the two processes' start-up times differ, so the loser must meet the lock, not the file
+    slow = make_checkpoint(tmp_path.parent / f"{tmp_path.name}-slow", "test-red", tokenizer_for_faults, delay_s=0.25)
     scene = write_geotiff(tmp_path / "big.tif", red_square_scene(1024, 1024, slice(100, 400), slice(200, 300)))
     out = tmp_path / "o.gpkg"
     code = ("import sys; sys.path[:0] = sys.argv[1:3]; import geo_testdata; from rrsis_geo.cli import main; "
             "sys.exit(main(sys.argv[3:]))")
     argv = [sys.executable, "-c", code, str(REPO), str(REPO / "tests" / "geo"), "predict", str(scene), "-e", "red",
-            "-o", str(out), "--checkpoint", str(checkpoint), "-q"]
+            "-o", str(out), "--checkpoint", str(slow), "-q"]
     runs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    results = [(p.wait(timeout=300), p.stderr.read()) for p in runs]
+    finished = []  # order of the exits, polled
+    while len(finished) < 2:
+        for index, process in enumerate(runs):
+            if index not in finished and process.poll() is not None:
+                finished.append(index)
+        time.sleep(0.02)
+    results = [(p.returncode, p.stderr.read()) for p in runs]
     for p in runs:
         p.stdout.close()
         p.stderr.close()
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], results
-    loser = next(err for code, err in results if code == 2)
+    loser_index = next(i for i, (code, _) in enumerate(results) if code == 2)
+    loser = results[loser_index][1]
     assert len(loser.strip().splitlines()) == 1 and loser.startswith("rrsis-geo: error: "), loser
-    assert ("another run is writing" in loser) or ("already exists" in loser), loser
+    # contended: the loser met the winner's lock while the winner was running (it ended first)
+    assert "another run is writing" in loser, loser
+    assert finished[0] == loser_index, finished
     frame = pyogrio.read_dataframe(out)
     assert len(frame) == 1 and frame.area.iloc[0] == pytest.approx(300 * 100 * 0.25)
     assert listing(tmp_path) == ["big.tif", "o.gpkg"]

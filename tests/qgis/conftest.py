@@ -17,42 +17,68 @@ polygons land; ``tiny_checkpoint`` is the library's random-initialised ``tiny-lg
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
-try:
-    import qgis.core  # noqa: F401
+#: set to 1 to run the suite without QGIS (a developer's choice; CI and scripts/test.sh never do):
+#: the QGIS tests are then not collected, and the run says so
+SKIP_ENV = "RRSIS_SKIP_QGIS"
+#: what the QGIS tests need: the Python bindings, the desktop and qgis_process binaries, Xvfb
+REQUIRED_BINARIES = ("qgis.bin", "qgis_process.bin", "xvfb-run")
+INSTALL = "install QGIS 3.22+ (Debian: apt-get install python3-qgis qgis qgis-providers xvfb; scripts/setup.sh does it as root)"
 
-    QGIS_IMPORT_ERROR: Optional[str] = None
-except ImportError as exc:  # pragma: no cover - CI installs python3-qgis
-    QGIS_IMPORT_ERROR = f"QGIS Python bindings cannot be imported ({exc}); install python3-qgis"
 
-if QGIS_IMPORT_ERROR is None:
+def missing_qgis() -> list:
+    """What of QGIS is not there (empty when everything is)."""
+    missing = []
+    try:
+        import qgis.core  # noqa: F401
+    except ImportError as exc:
+        missing.append(f"the Python bindings ({exc})")
+    missing += [name for name in REQUIRED_BINARIES if shutil.which(name) is None]
+    return missing
+
+
+SKIPPED = os.environ.get(SKIP_ENV) == "1"
+MISSING = missing_qgis()
+if SKIPPED or MISSING:
+    collect_ignore_glob = ["test_*.py"]
+
+PROCESSING_PLUGINS = "/usr/share/qgis/python/plugins"
+HERE = Path(__file__).resolve().parent
+
+if not (SKIPPED or MISSING):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from qgis.core import QgsApplication, QgsCoordinateReferenceSystem, QgsProject
     from qgis.PyQt.QtCore import QCoreApplication, QSettings
 
     from plugin_test_helpers import FORBIDDEN, SCENE_CRS, brightness_checkpoint, make_checkpoint, write_scene
 
-PROCESSING_PLUGINS = "/usr/share/qgis/python/plugins"
-HERE = Path(__file__).resolve().parent
-
 os.environ["RRSIS_PYTHON"] = sys.executable
 os.environ["RRSIS_EXTENSIONS"] = "brightness_model"
 os.environ["RRSIS_WORKER_PATH"] = str(HERE)
 
 
-def pytest_collection_modifyitems(config, items):
-    if QGIS_IMPORT_ERROR is None:
-        return
-    here = Path(__file__).parent
-    marker = pytest.mark.skip(reason=QGIS_IMPORT_ERROR)
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(marker)
+def pytest_configure(config):
+    if MISSING and not SKIPPED:
+        raise pytest.UsageError(
+            f"the QGIS tests need QGIS, and this machine lacks {', '.join(MISSING)}: {INSTALL}; "
+            f"or set {SKIP_ENV}=1 to leave the plugin untested"
+        )
+
+
+def pytest_report_header(config):
+    if SKIPPED:
+        return f"QGIS tests NOT RUN: {SKIP_ENV}=1 (the plugin is untested in this run)"
+    return None
+
+
+def pytest_terminal_summary(terminalreporter):
+    if SKIPPED:
+        terminalreporter.write_line(f"QGIS tests were not run ({SKIP_ENV}=1): the plugin is untested", red=True)
 
 
 # ------------------------------------------------------------------------------------ QGIS app
@@ -61,8 +87,6 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def qgis_app(tmp_path_factory):
     """The session's QgsApplication, with Processing ready."""
-    if QGIS_IMPORT_ERROR is not None:
-        pytest.skip(QGIS_IMPORT_ERROR)
     profile = tmp_path_factory.mktemp("qgis-profile")
     # settings (the dock's expression history...) go to the throw-away profile, not to ~/.config
     QCoreApplication.setOrganizationName("rrsis-tests")
@@ -123,9 +147,8 @@ def qgis_process_stays_clean():
     """After every test: none of the library's stack loaded here. This process stands in for
     QGIS's, where pip wheels' GDAL/GEOS next to QGIS's own crash it (CI once did, mid-run)."""
     yield
-    if QGIS_IMPORT_ERROR is None:
-        loaded = sorted(name for name in FORBIDDEN if name in sys.modules)
-        assert not loaded, f"the process hosting QGIS imported {loaded}"
+    loaded = sorted(name for name in FORBIDDEN if name in sys.modules)
+    assert not loaded, f"the process hosting QGIS imported {loaded}"
 
 
 @pytest.fixture

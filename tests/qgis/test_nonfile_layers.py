@@ -5,19 +5,17 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("qgis.core", reason="QGIS Python bindings cannot be imported: install python3-qgis", exc_type=ImportError)
-
-from qgis.core import (  # noqa: E402
+from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsDataSourceUri,
     QgsProject,
     QgsRasterLayer,
     QgsRectangle,
 )
-from qgis.PyQt.QtGui import QColor, QImage, QPainter  # noqa: E402
+from qgis.PyQt.QtGui import QColor, QImage, QPainter
 
-from plugin_test_helpers import ORIGIN, SQUARE, run_dock, write_scene  # noqa: E402
-from rrsis_qgis.layers import file_source, plan_raster_input  # noqa: E402
+from plugin_test_helpers import ORIGIN, SQUARE, run_dock, write_scene
+from rrsis_qgis.layers import file_source, plan_raster_input
 
 WEB_MERCATOR = "EPSG:3857"
 HALF_WORLD = 20037508.342789244

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("qgis.core", reason="QGIS Python bindings cannot be imported: install python3-qgis", exc_type=ImportError)
-
 REPO = Path(__file__).resolve().parents[2]
 
 

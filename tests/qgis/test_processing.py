@@ -5,9 +5,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("qgis.core", reason="QGIS Python bindings cannot be imported: install python3-qgis", exc_type=ImportError)
-
-from qgis.core import (  # noqa: E402
+from qgis.core import (
     QgsApplication,
     QgsProcessingContext,
     QgsProcessingFeedback,
@@ -21,7 +19,7 @@ from qgis.core import (  # noqa: E402
     QgsVectorLayer,
 )
 
-from plugin_test_helpers import ORIGIN, SCENE_CRS, square_bounds, truncated_scene, write_scene  # noqa: E402
+from plugin_test_helpers import ORIGIN, SCENE_CRS, square_bounds, truncated_scene, write_scene
 
 ALGORITHM = "rrsis:segment"
 

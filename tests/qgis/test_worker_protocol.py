@@ -137,8 +137,7 @@ def test_an_older_worker_that_knows_only_run_refuses_explain_as_a_protocol_error
 
 @pytest.mark.slow
 def test_the_real_worker_explains_expressions_with_their_scale():
-    if not DEFAULT_MODEL.is_dir():
-        pytest.skip(f"no default model at {DEFAULT_MODEL}")
+    assert DEFAULT_MODEL.is_dir(), f"the default model {DEFAULT_MODEL}, which ships with the repository, is missing"
     answer = explain(sys.executable, ["houses", "parked cars", "solar panels"], str(DEFAULT_MODEL))
     knowledge = answer["knowledge"]
     assert "unpaved land" in knowledge["known_phrasings"] and "building" in knowledge["phrasings"]
@@ -195,8 +194,7 @@ def test_a_truncated_geotiff_is_an_input_error_or_skipped_with_a_warning(tmp_pat
 
 @pytest.mark.slow
 def test_a_scene_far_too_coarse_is_refused_in_seconds_unless_forced(tmp_path):
-    if not DEFAULT_MODEL.is_dir():
-        pytest.skip(f"no default model at {DEFAULT_MODEL}")
+    assert DEFAULT_MODEL.is_dir(), f"the default model {DEFAULT_MODEL}, which ships with the repository, is missing"
     coarse = write_scene(tmp_path / "coarse.tif", size=64, pixel=300.0)
     request = dict(REQUEST, scene=str(coarse), output=str(tmp_path / "o.gpkg"), checkpoint=str(DEFAULT_MODEL))
     failure, seen = _run_messages(request)
