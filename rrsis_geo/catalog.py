@@ -107,7 +107,7 @@ class CheckpointEntry:
 
 
 def _describe(path: Path) -> str:
-    from .models.checkpoint import read_config
+    from .models.config_file import read_config
 
     try:
         config = read_config(path)
@@ -228,7 +228,7 @@ def download_checkpoint(
     progress: Optional[Callable[[int, int, str], None]] = None,
 ) -> Path:
     """Fetch the manifest entry ``name`` into the user model dir, verifying its sha256."""
-    from .models.checkpoint import read_config
+    from .models.config_file import read_config
 
     entries = {e["name"]: e for e in manifest()}
     if name not in entries:

@@ -123,6 +123,7 @@ def _options_from(args: argparse.Namespace):
         force_gsd=args.force_gsd,
         strict_vocabulary=args.strict_vocabulary,
         on_read_error=args.on_read_error,
+        crs=args.crs,
     )
 
 
@@ -145,14 +146,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     expressions = read_expressions(args)
     if args.output is None and args.prob_out is None and args.mask_out is None:
         raise InputError("say where to write the result: -o OUT.gpkg (and/or --prob-out P.tif, --mask-out M.tif)")
-    if not args.force_gsd:  # answered before torch loads: seconds matter when the answer is "no"
-        from .scaleplan import refuse_coarse_scenes
-
-        refuse_coarse_scenes(
-            args.scenes, expressions, args.checkpoint, bands=parse_bands(args.bands), bbox=parse_bbox(args.bbox),
-            allow_no_crs=args.allow_no_crs,
-        )
-    from .pipeline import predict
+    from .pipeline import predict  # no torch yet: a coarse scene is refused before the model loads
 
     options = _options_from(args)
     bar = _ProgressBar(not args.quiet)
@@ -183,12 +177,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _knowledge_lines(checkpoint: Path) -> List[str]:
-    from .models.checkpoint import read_config
+def _knowledge_lines(checkpoint: Path, verbose: bool = False) -> List[str]:
+    from .models.config_file import read_config
     from .knowledge import describe_knowledge, model_knowledge
 
     try:
-        return describe_knowledge(model_knowledge(read_config(checkpoint)))
+        return describe_knowledge(model_knowledge(read_config(checkpoint)), verbose)
     except RRSISError:
         return []  # the description line already says why the checkpoint is unusable
 
@@ -213,7 +207,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         for e in installed:
             mark = " (default)" if e.default else ""
             print(f"  {e.name}{mark}  {e.location}\n      {e.description}")
-            for line in _knowledge_lines(Path(e.location)):
+            for line in _knowledge_lines(Path(e.location), args.verbose):
                 print(f"      {line}")
     else:
         print("installed: none (pass --checkpoint DIR, set RRSIS_CHECKPOINT, or download one below)")
@@ -232,7 +226,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     from .catalog import default_checkpoint, resolve_checkpoint
     from .engine import plan_tiles
-    from .models.checkpoint import read_config
+    from .models.config_file import read_config
     from .raster import band_summary, open_raster, scene_bounds
 
     bands = parse_bands(args.bands)
@@ -287,7 +281,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         out.append(f"resampling:   to the model's {gsd_m} m/px (tile footprint {plan.footprint[1]} x {plan.footprint[0]} px)")
     if checkpoint is not None:
         out.append(f"model:        {config.get('name', checkpoint.name)} ({checkpoint})")
-        out += [f"{'knows:' if k == 0 else '':14}{line}" for k, line in enumerate(_knowledge_lines(checkpoint))]
+        lines = _knowledge_lines(checkpoint, args.verbose)
+        out += [f"{'knows:' if k == 0 else '':14}{line}" for k, line in enumerate(lines)]
     if args.expression:
         out += _plan_lines(source, args, tile)
     print("\n".join(out))
@@ -347,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bands", metavar="R,G,B", help="1-based bands fed as red,green,blue, e.g. 4,3,2")
     p.add_argument("--bbox", metavar="MINX,MINY,MAXX,MAXY", help="process only this box (in each scene's CRS)")
     p.add_argument("--allow-no-crs", action="store_true", help="accept scenes without a CRS (file coordinates)")
+    p.add_argument("--crs", metavar="CRS", help="write the polygons in this CRS (e.g. EPSG:4326); needed for scenes in different CRSs")
     p.add_argument("--prob-out", metavar="P.tif", help="probability GeoTIFF, one band per expression ({scene} for several scenes)")
     p.add_argument("--mask-out", metavar="M.tif", help="mask GeoTIFF (1 target, 0 background, 255 nodata)")
     p.add_argument("--simplify", type=float, default=0.0, metavar="UNITS", help="simplification tolerance in map units")
@@ -370,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--download", metavar="NAME", help="fetch a listed checkpoint (sha256-verified) into the user model dir")
     m.add_argument("--overwrite", action="store_true", help="replace an installed checkpoint of that name")
     m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    m.add_argument("-v", "--verbose", action="store_true", help="list every known phrasing (default: a summary)")
     m.set_defaults(func=cmd_models)
 
     i = sub.add_parser("info", help="what the library sees in a scene (size, bands, CRS, GSD, tiles)")
@@ -382,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("-e", "--expression", action="append", metavar="EXPR",
                    help="show how this expression is read and the scale it runs at (repeat for several)")
     i.add_argument("--force-gsd", action="store_true", help="plan as predict --force-gsd would")
+    i.add_argument("-v", "--verbose", action="store_true", help="list every known phrasing (default: a summary)")
     i.set_defaults(func=cmd_info)
     return parser
 

@@ -23,11 +23,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import Cancelled, InputError, WindowReadError
+from .errors import Cancelled, InputError, WindowReadError, cancel_requested
 from .raster import (
     RasterSource,
     Window,
@@ -40,6 +39,7 @@ from .raster import (
 )
 from .read_faults import check_policy, sorted_windows
 from .segmenter import EncodedText, Segmenter
+from .sinks import StripSink
 from .tiling import StripAccumulator, Tile, TileGrid, blend_window, pad_reflect
 
 #: resampling to the model's GSD is automatic when the scene's GSD differs by more than this factor
@@ -262,20 +262,6 @@ class _Reader(threading.Thread):
 
 # ------------------------------------------------------------------------------------------
 # strips out
-class StripSink:
-    """Receives finished rows of the region, top to bottom (see :class:`StripWorker`)."""
-
-    def write(self, row0: int, probs: np.ndarray, valid: np.ndarray) -> None:
-        """``probs[E, n, W]`` float32 (0 where invalid), ``valid[n, W]`` bool."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """All rows have been written: finish the output."""
-
-    def abort(self) -> None:
-        """The run failed or was cancelled: release files (the caller deletes them)."""
-
-
 class StripWorker(threading.Thread):
     """Feeds finished strips to the sinks in a thread of its own, so that writing GeoTIFFs and
     polygonising overlap with the model. At most ``depth`` strips wait in its queue."""
@@ -392,16 +378,6 @@ class RunStats:
         return out
 
 
-def _cancel_requested(cancel: Any) -> bool:
-    if cancel is None:
-        return False
-    if hasattr(cancel, "is_set"):
-        return bool(cancel.is_set())
-    if hasattr(cancel, "isCanceled"):
-        return bool(cancel.isCanceled())
-    return bool(cancel())
-
-
 def _batches(grid: TileGrid, batch_size: int) -> List[List[Tile]]:
     tiles = list(grid)
     return [tiles[i : i + batch_size] for i in range(0, len(tiles), batch_size)]
@@ -432,7 +408,7 @@ def run_scene(
     plan: TilePlan,
     sinks: Sequence[StripSink],
     *,
-    options: EngineOptions = EngineOptions(),
+    options: Optional[EngineOptions] = None,
     on_tiles: Optional[Callable[[int], None]] = None,
     cancel: Any = None,
 ) -> RunStats:
@@ -443,6 +419,7 @@ def run_scene(
     no tile held any valid pixel, ``stats.tiles_run`` is 0 (the caller decides what that means).
     """
     started = time.perf_counter()
+    options = options or EngineOptions()
     device = segmenter.device
     cuda = device.type == "cuda"
     grid = plan.grid
@@ -486,7 +463,7 @@ def run_scene(
     try:
         with torch.inference_mode():
             for k in range(len(batches)):
-                if _cancel_requested(cancel):
+                if cancel_requested(cancel):
                     raise Cancelled("cancelled by the user; nothing was written")
                 waited = time.perf_counter()
                 item = _next_batch(readers[k % n_readers], worker)

@@ -57,6 +57,17 @@ class Cancelled(RRSISError):
     exit_code = 130
 
 
+def cancel_requested(cancel: object) -> bool:
+    """Whether ``cancel`` (None, a ``threading.Event``, a ``QgsFeedback`` or a callable) says stop."""
+    if cancel is None:
+        return False
+    if hasattr(cancel, "is_set"):
+        return bool(cancel.is_set())
+    if hasattr(cancel, "isCanceled"):
+        return bool(cancel.isCanceled())
+    return bool(cancel())
+
+
 class WindowReadError(RasterError):
     """Pixels of a scene that could not be read (a damaged or truncated file, a dropped
     connection, a VRT whose source vanished). ``scene`` and ``window`` say where."""

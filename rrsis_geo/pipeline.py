@@ -6,14 +6,15 @@ destinations and renamed together at the very end, so an error, a cancel or Ctrl
 nothing behind and never touches an existing file.
 
 Several scenes (``predict([a, b], ...)``) give one result: every expression's features from all
-scenes, with a ``scene`` column; scenes in another CRS than the first are reprojected to the
-first scene's CRS. ``prob_out``/``mask_out`` then need a ``{scene}`` placeholder (replaced by
+scenes, with a ``scene`` column; scenes in different CRSs need ``crs`` (the output's CRS, every
+scene's polygons reprojected into it), else they are refused. ``prob_out``/``mask_out`` then need a ``{scene}`` placeholder (replaced by
 the scene's file stem), one GeoTIFF per scene. Several expressions give one band each in those
 GeoTIFFs (the expression is the band description) and one GeoPackage layer each.
 
 Each expression runs at its own scale (:mod:`.scaleplan`): the way from arguments to GeoPackage
-is check (options, outputs, scenes, model) -> plan (per expression a scale, per scene one pass
-per scale; coarse scenes refused) -> run (per scene, per pass) -> write.
+is check (options, outputs, scenes opened once, coarse scenes refused before the model loads,
+then the model) -> plan (per expression a scale, per scene one pass per scale) -> run (per scene,
+per pass) -> write. Importing this module loads no torch: a refusal costs no model stack.
 """
 
 from __future__ import annotations
@@ -24,17 +25,19 @@ import os
 import warnings
 from pathlib import Path
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from .engine import EngineOptions, run_scene
 from .errors import Cancelled, InputError, RasterError, VocabularyError
 from .io_utils import OutputTransaction, check_free_space, temp_path_beside
 from .raster import BBox, RasterSource, open_raster
 from .rasterout import GeoTiffStripWriter, geotiff_bytes
 from .read_faults import check_policy, format_windows
 from .scaleplan import ExpressionPlan, ScalePass, ScenePlan, check_coarse_early, plan_expressions, plan_scene
-from .segmenter import EncodedText, Segmenter, load_model
 from .vectorize import AreaMeter, PolygonAssembler, PolygonSink, VectorOptions, layer_names, write_geopackage
+
+if TYPE_CHECKING:  # pragma: no cover - the model stack (torch) loads only once a run needs it
+    from .engine import EngineOptions
+    from .segmenter import EncodedText, Segmenter
 
 PathLike = Union[str, "os.PathLike[str]"]
 ProgressFn = Callable[[int, int, str], None]
@@ -104,11 +107,11 @@ def _check_number(name: str, value: Optional[float], low: float, high: float = m
         raise InputError(f"{name} {value} is out of range {lo}{low}, {high}{hi}")
 
 
-def _default_batch_size(segmenter: Segmenter) -> int:
+def _default_batch_size(segmenter: "Segmenter") -> int:
     return int(segmenter.config.get("batch_size") or (16 if segmenter.device.type == "cuda" else 2))
 
 
-def _default_readers(segmenter: Segmenter) -> int:
+def _default_readers(segmenter: "Segmenter") -> int:
     if segmenter.device.type != "cuda":
         return 1  # the CPU cores are busy with the model
     return max(1, min(4, (os.cpu_count() or 2) // 4))
@@ -142,6 +145,7 @@ class PredictOptions:
     force_gsd: bool = False  # run expressions on scenes coarser than their category allows
     strict_vocabulary: bool = False  # refuse expressions far from anything the model learned
     on_read_error: str = "fail"  # "skip": unreadable blocks become nodata, listed in a warning and the GeoPackage
+    crs: Optional[str] = None  # the output's CRS (scenes reprojected into it); None: the scenes' own, which must agree
 
     def validate(self) -> "PredictOptions":
         """Raise :class:`InputError` for the first value out of range; return self."""
@@ -166,6 +170,7 @@ class PredictionPlan:
     scenes: List[ScenePlan]
     tile_size: int
     model: str
+    device: str = "cpu"
 
     @property
     def tiles(self) -> int:
@@ -174,6 +179,7 @@ class PredictionPlan:
     def to_dict(self) -> Dict[str, Any]:
         return {
             "model": self.model,
+            "device": self.device,
             "tile_size": self.tile_size,
             "expressions": [e.to_dict() for e in self.expressions],
             "scenes": [s.to_dict() for s in self.scenes],
@@ -190,8 +196,8 @@ class _Run:
     done: int = 0
     stats: List[Dict[str, Any]] = field(default_factory=list)
     segmenter: Any = None
-    encoded: Sequence[EncodedText] = ()
-    engine: EngineOptions = field(default_factory=EngineOptions)
+    encoded: Sequence["EncodedText"] = ()
+    engine: Optional["EngineOptions"] = None
     threshold: float = 0.5
     unread: List[Tuple[str, Any]] = field(default_factory=list)  # (scene label, window) not read ('skip')
 
@@ -200,9 +206,9 @@ class _Run:
             self.progress(self.done, self.total, message)
 
     def check_cancel(self) -> None:
-        from .engine import _cancel_requested
+        from .errors import cancel_requested
 
-        if _cancel_requested(self.cancel):
+        if cancel_requested(self.cancel):
             raise Cancelled("cancelled by the user; nothing was written")
 
 
@@ -238,21 +244,48 @@ def _open_scenes(scenes: Sequence[Path], options: PredictOptions) -> List[Raster
         raise InputError("the scenes mix georeferenced rasters and rasters without a CRS; predict them separately")
     if not all(crs_known) and (options.min_area > 0 or options.fill_holes > 0):
         raise InputError("--min-area and --fill-holes are in m2 and need a scene with a CRS")
+    if options.crs is None and len({src.crs.to_wkt() for src in sources if src.crs is not None}) > 1:
+        named = ", ".join(f"{Path(src.path).name}: {_crs_name(src.crs)}" for src in sources)
+        raise InputError(
+            f"the scenes are in different CRSs ({named}) and one output has one CRS; pass --crs (e.g. --crs "
+            f"{_crs_name(sources[0].crs)}) to reproject every scene's polygons into it, or predict them separately"
+        )
     return sources
+
+
+def _crs_name(crs: Any) -> str:
+    """``EPSG:32640`` where the CRS has a code, else its name."""
+    code = crs.to_epsg() if crs is not None else None
+    return f"EPSG:{code}" if code else (crs.to_string() if crs is not None else "none")
+
+
+def output_crs(sources: Sequence[RasterSource], options: PredictOptions) -> Any:
+    """The CRS of the output: ``options.crs`` (checked), else the scenes' own."""
+    if options.crs is None:
+        return sources[0].crs
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    if not all(src.crs is not None for src in sources):
+        raise InputError("--crs reprojects georeferenced scenes; these have no CRS (--allow-no-crs)")
+    try:
+        return CRS.from_user_input(options.crs)
+    except CRSError as exc:
+        raise InputError(f"--crs {options.crs!r} is not a CRS GDAL knows ({exc}); give e.g. EPSG:4326") from exc
 
 
 # ------------------------------------------------------------------------------------------
 # plan
 def _checkpoint_knowledge(checkpoint: Optional[PathLike]):
     from .catalog import resolve_checkpoint
-    from .models.checkpoint import read_config
+    from .models.config_file import read_config
     from .knowledge import model_knowledge
 
     return model_knowledge(read_config(resolve_checkpoint(checkpoint)))
 
 
 def plan_prediction(
-    sources: Sequence[RasterSource], texts: Sequence[str], segmenter: Segmenter, options: PredictOptions
+    sources: Sequence[RasterSource], texts: Sequence[str], segmenter: "Segmenter", options: PredictOptions
 ) -> PredictionPlan:
     """Per expression its scale, per scene its passes; refuses coarse scenes (:class:`ScaleError`)
     and, with ``strict_vocabulary``, unknown expressions (:class:`VocabularyError`)."""
@@ -261,12 +294,32 @@ def plan_prediction(
         for e in expressions:
             if not e.explanation.known:
                 raise VocabularyError(f"{e.explanation.message} (refused by --strict-vocabulary)")
+            if e.explanation.ignored:
+                raise VocabularyError(
+                    f"in '{e.explanation.expression}', {e.explanation.ignored_text.replace(' and was ignored', '').replace(' and were ignored', '')} "
+                    "by this model (refused by --strict-vocabulary)"
+                )
     tile = int(options.tile_size or segmenter.input_size)
+    check_tile_fits(segmenter, tile, int(options.batch_size or _default_batch_size(segmenter)))
     scenes = [
         plan_scene(src, expressions, tile, options.overlap, resample=options.resample, force_gsd=options.force_gsd)
         for src in sources
     ]
-    return PredictionPlan(expressions, scenes, tile, segmenter.name)
+    return PredictionPlan(expressions, scenes, tile, segmenter.name, str(segmenter.device))
+
+
+def check_tile_fits(segmenter: "Segmenter", tile: int, batch: int) -> None:
+    """Refuse (:class:`~rrsis_geo.memory.TileTooLargeError`) a tile size whose batch cannot fit in
+    the device's memory, before any tile is read."""
+    from .memory import available_host_memory, bytes_per_pixel, check_tile_memory
+
+    if segmenter.device.type == "cuda":
+        import torch
+
+        available, where = torch.cuda.mem_get_info(segmenter.device)[0], "the GPU"
+    else:
+        available, where = available_host_memory(), "this machine"
+    check_tile_memory(tile, batch, bytes_per_pixel(segmenter.config), available, where)
 
 
 # ------------------------------------------------------------------------------------------
@@ -323,6 +376,8 @@ def _run_pass(run: _Run, src: RasterSource, scale: ScalePass, sinks: List[Any], 
         run.done += n
         run.report(f"{prefix}tile {run.done}/{run.total}")
 
+    from .engine import run_scene
+
     stats = run_scene(
         src, run.segmenter, [run.encoded[i] for i in scale.indexes], scale.tiles, sinks, options=run.engine,
         on_tiles=on_tiles, cancel=run.cancel,
@@ -373,6 +428,8 @@ def _run_scenes(
     """Run every scene; return each expression's polygon frames (one per scene)."""
     segmenter = run.segmenter
     run.encoded = [segmenter.encode(t) for t in texts]
+    from .engine import EngineOptions
+
     run.engine = EngineOptions(
         batch_size=int(options.batch_size or _default_batch_size(segmenter)),
         readers=int(options.readers or _default_readers(segmenter)),
@@ -428,7 +485,7 @@ def plan(
     expressions: Union[str, Sequence[str]],
     options: Optional[PredictOptions] = None,
     *,
-    segmenter: Optional[Segmenter] = None,
+    segmenter: Optional["Segmenter"] = None,
     **settings: Any,
 ) -> PredictionPlan:
     """What :func:`predict` would do with these arguments, reading no tile: per expression how the
@@ -440,6 +497,8 @@ def plan(
     if segmenter is None:
         if not options.force_gsd:
             check_coarse_early(sources, texts, _checkpoint_knowledge(options.checkpoint))
+        from .segmenter import load_model
+
         segmenter = load_model(options.checkpoint, options.device)
     return plan_prediction(sources, texts, segmenter, options)
 
@@ -449,7 +508,7 @@ def predict(
     expressions: Union[str, Sequence[str]],
     options: Optional[PredictOptions] = None,
     *,
-    segmenter: Optional[Segmenter] = None,
+    segmenter: Optional["Segmenter"] = None,
     progress: Optional[ProgressFn] = None,
     cancel: Any = None,
     on_plan: Optional[Callable[[PredictionPlan], None]] = None,
@@ -485,11 +544,14 @@ def predict(
         targets = _reserve_outputs(outputs, scenes, options)
         run.report("opening scenes")
         sources = _open_scenes(scenes, options)
+        target_crs = output_crs(sources, options)
         run.check_cancel()
         if segmenter is None:
             if not options.force_gsd:  # a 300 m scene is refused in a blink, not after the model loads
                 check_coarse_early(sources, texts, _checkpoint_knowledge(options.checkpoint))
             run.report("loading the model")
+            from .segmenter import load_model
+
             segmenter = load_model(options.checkpoint, options.device, compile=options.compile)
         planned = plan_prediction(sources, texts, segmenter, options)
         _check_free_space(sources, planned, targets, len(texts))
@@ -506,7 +568,6 @@ def predict(
                 f"{len(run.unread)} unreadable pixel window(s) were treated as nodata: {format_windows(run.unread)}",
                 stacklevel=2,
             )
-        target_crs = sources[0].crs
         layers = _layers(per_expression, target_crs)
         if targets.gpkg is not None:
             run.report("writing the GeoPackage")

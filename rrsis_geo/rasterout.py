@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .engine import StripSink
+from .sinks import StripSink
 from .errors import OutputError
 from .io_utils import write_failure
 

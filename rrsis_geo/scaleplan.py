@@ -8,8 +8,8 @@ expression's category was learned at is refused before any tile is read (``force
 anyway); finer scenes are downsampled as before (see :func:`rrsis_geo.engine.plan_tiles`).
 
 Everything here is plain data with ``to_dict()`` for JSON (the QGIS worker sends it as is).
-Importing this module does not import torch: :func:`refuse_coarse_scenes` answers a 300 m/px
-scene before torch has loaded.
+Importing this module does not import torch: :func:`check_coarse_early` answers a 300 m/px
+scene before the model (and torch) has loaded.
 """
 
 from __future__ import annotations
@@ -181,27 +181,3 @@ def plan_scene(
         out.append(ScalePass(gsd, tuple(ix), tuple(expressions[i].expression for i in ix), tiles[k]))
     out.sort(key=lambda p: p.tiles.footprint[0] * p.tiles.footprint[1])  # finest first
     return ScenePlan(source.path.name, scene_gsd(source), tuple(out))
-
-
-def refuse_coarse_scenes(
-    scenes: Sequence[Any], texts: Sequence[str], checkpoint: Optional[Any], *, bands=None, bbox=None,
-    allow_no_crs: bool = False,
-) -> None:
-    """Raise :class:`ScaleError` for a scene too coarse for every category of ``checkpoint``,
-    reading only the scenes' metadata and ``config.json`` (no torch). Any other problem is left
-    to :func:`rrsis_geo.predict`, which checks everything again and says what is wrong."""
-    import json
-    from pathlib import Path
-
-    from .catalog import resolve_checkpoint
-    from .errors import RRSISError
-    from .knowledge import model_knowledge
-    from .raster import open_raster
-
-    try:
-        config = json.loads((Path(resolve_checkpoint(checkpoint)) / "config.json").read_text(encoding="utf-8"))
-        knowledge = model_knowledge(config)
-        sources = [open_raster(s, bands=bands, bbox=bbox, allow_no_crs=allow_no_crs) for s in scenes]
-    except (RRSISError, OSError, ValueError, TypeError, AttributeError):
-        return
-    check_coarse_early(sources, [" ".join(t.split()) for t in texts], knowledge)

@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .engine import StripSink
+from .sinks import StripSink
 
 PathLike = Union[str, "os.PathLike[str]"]
 

@@ -217,6 +217,7 @@ def expression_plans(plan: Dict[str, Any]) -> List[Dict[str, Any]]:
             text=understood + (f" ({details})" if details else ""), understood=understood,
             expression=e.get("expression"), known=explanation.get("known"),
             categories=explanation.get("categories"), nearest=explanation.get("nearest"),
+            ignored=explanation.get("ignored") or None,
             gsd_m=e.get("gsd_m"), coarsest_scene_m=e.get("coarsest_scene_m"), passes=passes,
         ))
     return out
@@ -234,7 +235,8 @@ def send_plan(channel: Channel, plan: Dict[str, Any]) -> None:
 
 
 def run(request: Dict[str, Any], channel: Channel, cancel: Callable[[], bool]) -> None:
-    """Load the model, segment, write the GeoPackage; report through ``channel``."""
+    """Segment (the library opens the scene, refuses it when far too coarse, then loads the
+    model), write the GeoPackage; report through ``channel``."""
     import rrsis_geo
     from rrsis_geo.errors import InputError
     from rrsis_geo.vectorize import layer_names
@@ -246,38 +248,34 @@ def run(request: Dict[str, Any], channel: Channel, cancel: Callable[[], bool]) -
     if on_read_error not in READ_ERROR_POLICIES:
         raise InputError(f"on_read_error must be one of {', '.join(READ_ERROR_POLICIES)}, not {on_read_error!r}")
     force_gsd = bool(request.get("force_gsd"))
-    if not force_gsd:  # a scene far too coarse is refused before the model loads (seconds matter)
-        from rrsis_geo.scaleplan import refuse_coarse_scenes
-
-        refuse_coarse_scenes([scene], expressions, request.get("checkpoint"), bands=request.get("bands"), bbox=_bbox(request.get("bbox")))
-    channel.send(protocol.PROGRESS, done=0, total=0, message="loading the model")
-    segmenter = rrsis_geo.load_model(request.get("checkpoint"), device=request.get("device") or "auto")
-    if cancel():
-        raise rrsis_geo.Cancelled("cancelled before the run started")
     quoted = ", ".join(repr(e) for e in expressions)
-    channel.send(
-        protocol.PLAN,
-        text=f"{quoted} in {os.path.basename(scene)} with {segmenter.name} on {segmenter.device}",
-        scene=scene, expressions=expressions, model=segmenter.name, device=str(segmenter.device),
-    )
 
     def progress(done: int, total: int, text: str = "") -> None:
         channel.send(protocol.PROGRESS, done=int(done), total=int(total), message=str(text or ""))
 
+    def on_plan(plan: Any) -> None:  # the scene is open, the model loaded, no tile read yet
+        channel.send(
+            protocol.PLAN,
+            text=f"{quoted} in {os.path.basename(scene)} with {plan.model} on {plan.device}",
+            scene=scene, expressions=expressions, model=plan.model, device=plan.device,
+        )
+        send_plan(channel, plan.to_dict())
+
+    # the library opens the scene once and refuses one far too coarse before the model loads
     gdf = rrsis_geo.predict(
-        scene, expressions, segmenter=segmenter, output=output,
+        scene, expressions, checkpoint=request.get("checkpoint"), device=request.get("device") or "auto", output=output,
         overwrite=bool(request.get("overwrite")), tile_size=request.get("tile_size"),
         overlap=float(request.get("overlap", 0.25)), bands=request.get("bands"),
         threshold=request.get("threshold"), bbox=_bbox(request.get("bbox")),
         force_gsd=force_gsd, on_read_error=on_read_error,
-        progress=progress, cancel=cancel, on_plan=lambda plan: send_plan(channel, plan.to_dict()),
+        progress=progress, cancel=cancel, on_plan=on_plan,
     )
     counts = gdf.groupby("expression").size().to_dict() if len(gdf) else {}
     layers = [
         {"name": name, "expression": e, "count": int(counts.get(e, 0))}
         for name, e in zip(layer_names(expressions), expressions)
     ]
-    channel.send(protocol.RESULT, output=output, layers=layers, count=int(len(gdf)), model=segmenter.name)
+    channel.send(protocol.RESULT, output=output, layers=layers, count=int(len(gdf)), model=gdf.attrs["rrsis"]["model"])
 
 
 def explain(request: Dict[str, Any], channel: Channel) -> None:

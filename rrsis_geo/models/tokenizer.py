@@ -11,11 +11,12 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Sequence, Union
-
-import torch
+from typing import TYPE_CHECKING, Any, List, Sequence, Union
 
 from ..errors import CheckpointError, ExpressionError
+
+if TYPE_CHECKING:  # pragma: no cover - torch loads only when tokens are made
+    import torch
 
 PathLike = Union[str, "os.PathLike[str]"]
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
@@ -46,8 +47,8 @@ def save_tokenizer(tokenizer: Any, directory: PathLike) -> None:
 class Tokens:
     """Padded token ids of a batch of expressions."""
 
-    input_ids: torch.Tensor  # [B, L] long
-    attention_mask: torch.Tensor  # [B, L] long, 1 for real tokens
+    input_ids: "torch.Tensor"  # [B, L] long
+    attention_mask: "torch.Tensor"  # [B, L] long, 1 for real tokens
     truncated: List[bool]  # per expression: was it cut to max_tokens?
 
 
