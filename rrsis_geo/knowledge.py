@@ -55,6 +55,10 @@ class ModelKnowledge:
     scales: Dict[str, CategoryScale]
     phrasings: Dict[str, Tuple[str, ...]]  # category -> phrasings
     extra_phrasings: Tuple[str, ...]  # vocabulary entries outside any category (attributes, relations)
+    #: every word of the training expressions (plurals folded); empty: unknown (older checkpoints)
+    lexicon: Tuple[str, ...] = ()
+    #: the prepositional phrases of the training expressions ("along the road", "in the image")
+    phrases: Tuple[str, ...] = ()
 
     @property
     def categories(self) -> List[str]:
@@ -86,6 +90,8 @@ class ModelKnowledge:
             "scales": {c: s.to_dict() for c, s in self.scales.items()},
             "phrasings": {c: list(p) for c, p in self.phrasings.items()},
             "other_phrasings": list(self.extra_phrasings),
+            "lexicon": list(self.lexicon),
+            "phrases": list(self.phrases),
         }
 
 
@@ -144,7 +150,7 @@ def model_knowledge(config: Mapping[str, Any]) -> ModelKnowledge:
     if config.get("phrasings") is not None:
         phrasings = _parse_phrasings(config["phrasings"])
     else:
-        from .models.vocabulary import ALL_CATEGORIES  # (imports torch: only for configs without phrasings)
+        from .models.vocabulary import ALL_CATEGORIES  # torch-free, like this module
 
         known = set(ALL_CATEGORIES) | set(scales)
         phrasings = {v: (v,) for v in vocabulary if v in known}
@@ -152,11 +158,26 @@ def model_knowledge(config: Mapping[str, Any]) -> ModelKnowledge:
         phrasings.setdefault(category, (category.lower(),))
     listed = {p for ps in phrasings.values() for p in ps}
     extra = tuple(v for v in vocabulary if v not in listed)
-    return ModelKnowledge(default_gsd, scales, phrasings, extra)
+    lexicon = _string_list(config.get("lexicon"), "lexicon")
+    phrases = _string_list(config.get("phrases"), "phrases")
+    return ModelKnowledge(default_gsd, scales, phrasings, extra, lexicon, phrases)
 
 
-def describe_knowledge(knowledge: ModelKnowledge) -> List[str]:
-    """What a model knows, as lines for ``rrsis-geo models`` and ``info``."""
+def _string_list(raw: Any, key: str) -> Tuple[str, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, str) or not isinstance(raw, Sequence) or not all(isinstance(v, str) and v.strip() for v in raw):
+        raise CheckpointError(f"config.json: {key!r} must be a list of non-empty strings")
+    return tuple(" ".join(v.lower().split()) for v in raw)
+
+
+#: phrasings shown per category in the summary (``--verbose``: all)
+EXAMPLES = 3
+
+
+def describe_knowledge(knowledge: ModelKnowledge, verbose: bool = False) -> List[str]:
+    """What a model knows, as lines for ``rrsis-geo models`` and ``info``: categories with their
+    scales, then per category how many phrasings it learned and a few of them (``verbose``: all)."""
 
     def scale_text(category: str) -> str:
         s = knowledge.scale_of(category)
@@ -165,14 +186,25 @@ def describe_knowledge(knowledge: ModelKnowledge) -> List[str]:
         learned = "" if s.min_m == s.max_m else f", learned {s.min_m:g}-{s.max_m:g}"
         return f"{s.gsd_m:g} m/px{learned}"
 
+    def phrased(category: str, phrasings: Sequence[str]) -> str:
+        if verbose or len(phrasings) <= EXAMPLES:
+            return f"{category}: {', '.join(phrasings)}"
+        return f"{category} ({len(phrasings)}): {', '.join(phrasings[:EXAMPLES])}, …"
+
     lines = []
     if knowledge.categories:
         lines.append("categories: " + "; ".join(f"{c} ({scale_text(c)})" for c in knowledge.categories))
-        phrased = [f"{c}: {', '.join(p)}" for c, p in knowledge.phrasings.items() if p != (c,)]
-        if phrased:
-            lines.append("phrasings:  " + "; ".join(phrased))
+        named = [phrased(c, p) for c, p in knowledge.phrasings.items() if p != (c,)]
+        if named:
+            lines.append("phrasings:  " + "; ".join(named))
     elif knowledge.default_gsd_m is not None:
         lines.append(f"categories: none listed; every expression at {knowledge.default_gsd_m:g} m/px")
     if knowledge.extra_phrasings:
-        lines.append("other words: " + ", ".join(knowledge.extra_phrasings))
+        extra = knowledge.extra_phrasings
+        shown = extra if verbose or len(extra) <= 4 * EXAMPLES else extra[: 4 * EXAMPLES]
+        more = "" if len(shown) == len(extra) else f", … ({len(extra)} in all)"
+        lines.append("other words: " + ", ".join(shown) + more)
+    if not verbose:
+        total = sum(len(p) for p in knowledge.phrasings.values()) + len(knowledge.extra_phrasings)
+        lines.append(f"({total} known phrasings; --verbose lists them all)")
     return lines

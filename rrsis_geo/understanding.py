@@ -7,6 +7,15 @@ A category counts as named when one of its phrasings occurs word for word in the
 least :data:`SIMILARITY_THRESHOLD` similar (cosine of mean-pooled sentence embeddings). On the
 shipped default (MiniLM-L6) "houses" is 0.60 from "building", "trees" 0.59 from "vegetation",
 while "swimming pool" is 0.48 from "water" and "airplane" 0.35 from "road".
+
+What the model cannot have used is said too. The sentence embedding takes in every word, so
+similarity cannot tell: "in the parking area" is 0.66 from "next to the car". Words decide
+instead. A prepositional phrase ("in the parking area", "on the street") that no training
+expression holds word for word, and a word no training expression holds next to a category named
+word for word ("school" in "yellow school bus"), are *ignored parts*: the model learned nothing
+they could change. Where the category itself comes from similarity ("automobiles"), its words
+are what was understood. The training expressions' words and prepositional phrases are the
+checkpoint's ``lexicon`` and ``phrases``; for older checkpoints, those of their phrasings.
 """
 
 from __future__ import annotations
@@ -46,6 +55,15 @@ class Explanation:
     nearest: Tuple[Nearest, ...]  # best first
     known: bool
     threshold: float
+    ignored: Tuple[str, ...] = ()  # parts the model learned nothing about (module docstring)
+
+    @property
+    def ignored_text(self) -> str:
+        """"'in the parking area' is not understood and was ignored" (empty when nothing was)."""
+        if not self.ignored:
+            return ""
+        parts = " and ".join(f"'{part}'" for part in self.ignored)
+        return f"{parts} {'is' if len(self.ignored) == 1 else 'are'} not understood and {'was' if len(self.ignored) == 1 else 'were'} ignored"
 
     @property
     def message(self) -> str:
@@ -56,7 +74,8 @@ class Explanation:
         if self.known:
             named = ", ".join(self.categories) or ", ".join(self.matched)
             said = "nearest" if any(n.similarity is not None for n in self.nearest) else "from"
-            return f"'{self.expression}' understood as {named}" + (f" ({said}: {near})" if near else "")
+            line = f"'{self.expression}' understood as {named}" + (f" ({said}: {near})" if near else "")
+            return line + (f"; {self.ignored_text}" if self.ignored else "")
         if near:
             return f"'{self.expression}' is far from anything this model learned; nearest: {near}"
         return f"'{self.expression}' names nothing this model lists in its vocabulary"
@@ -69,6 +88,7 @@ class Explanation:
             "nearest": [n.to_dict() for n in self.nearest],
             "known": self.known,
             "threshold": self.threshold,
+            "ignored": list(self.ignored),
             "message": self.message,
         }
 
@@ -96,6 +116,93 @@ def _find(part: Sequence[str], whole: Sequence[str]) -> int:
 
 def _occurs(part: Sequence[str], whole: Sequence[str]) -> bool:
     return _find(part, whole) >= 0
+
+
+#: words that open a prepositional phrase
+PREPOSITIONS = frozenset({
+    "in", "on", "at", "near", "next", "by", "along", "alongside", "beside", "behind", "between", "among", "amongst",
+    "around", "under", "over", "inside", "outside", "across", "from", "with", "without", "within", "into", "onto",
+    "toward", "towards", "opposite", "above", "below", "beyond", "past", "through", "against", "off", "upon",
+    "close", "adjacent", "surrounded", "enclosed", "lining", "facing", "front",
+})
+#: determiners: free inside a phrase whose other words are all known
+DETERMINERS = frozenset({"a", "an", "the", "all", "every", "each", "any", "some", "its", "their", "this", "that",
+                         "these", "those"})
+#: words that carry no content of their own (never "not understood" by themselves)
+FUNCTION_WORDS = frozenset({
+    "a", "an", "the", "all", "every", "each", "any", "some", "of", "to", "and", "or", "its", "their", "this", "that",
+    "these", "those", "there", "here", "which", "what", "is", "are", "be", "me", "i", "you", "we", "please", "can",
+    "could", "would", "show", "find", "highlight", "segment", "outline", "mark", "where", "need", "want", "looking",
+    "for", "am", "image", "picture", "photo", "scene", "one", "ones", "it", "them", "part", "side",
+}) | PREPOSITIONS
+
+
+def phrase_spans(found: Sequence[str]) -> List[Tuple[int, int]]:
+    """``(start, end)`` of each prepositional phrase: a preposition and what follows it up to the
+    next preposition (so "next to the bus" and "in the parking area" are one each)."""
+    starts = [i for i, w in enumerate(found) if w in PREPOSITIONS and (i == 0 or found[i - 1] not in PREPOSITIONS)]
+    return [(a, b) for a, b in zip(starts, starts[1:] + [len(found)])]
+
+
+def prepositional_phrases(text: str) -> List[str]:
+    """The prepositional phrases of ``text`` (words folded), for a checkpoint's ``phrases``."""
+    found = words(text)
+    return [" ".join(found[a:b]) for a, b in phrase_spans(found)]
+
+
+def _covered(knowledge: "ModelKnowledge", found: Sequence[str]) -> List[bool]:
+    """Which words a known phrasing covers word for word."""
+    covered = [False] * len(found)
+    for phrasing, _ in knowledge.known_phrasings():
+        part = words(phrasing)
+        n = len(part)
+        for i in range(len(found) - n + 1):
+            if n and list(found[i : i + n]) == part:
+                covered[i : i + n] = [True] * n
+    return covered
+
+
+def ignored_spans(knowledge: "ModelKnowledge", text: str, named_by_words: bool) -> List[Tuple[int, int]]:
+    """``(start, end)`` word ranges of ``text`` the model learned nothing about (module docstring)."""
+    found = words(text)
+    phrasings = [p for p, _ in knowledge.known_phrasings()]
+    lexicon = set(knowledge.lexicon) or {w for p in phrasings for w in words(p)}
+    known_phrases = set(knowledge.phrases) or {q for p in phrasings for q in prepositional_phrases(p)}
+    covered = _covered(knowledge, found)
+    spans = phrase_spans(found)
+    ignored: List[Tuple[int, int]] = []
+    in_phrase = [False] * len(found)
+    for a, b in spans:
+        in_phrase[a:b] = [True] * (b - a)
+        phrase = " ".join(found[a:b])
+        # known as a whole, or every word (but determiners) inside a known phrasing ("next to" +
+        # "building"): the preposition itself must be known, "on the street" is not "street"
+        known_words = all(covered[i] or found[i] in DETERMINERS for i in range(a, b))
+        if known_words or phrase in known_phrases or all(w in FUNCTION_WORDS for w in found[a:b]):
+            continue
+        ignored.append((a, b))
+    if named_by_words:  # the category came from its own words: any other unknown word is extra
+        for i, word in enumerate(found):
+            if not in_phrase[i] and not covered[i] and word not in FUNCTION_WORDS and word not in lexicon:
+                ignored.append((i, i + 1))
+    return sorted(ignored)
+
+
+def quote_spans(text: str, spans: Sequence[Tuple[int, int]]) -> Tuple[str, ...]:
+    """The words of each span as typed (``words`` folds plurals, one folded word per typed one)."""
+    display = re.findall(r"[a-z0-9]+", text.lower())
+    return tuple(" ".join(display[a:b]) for a, b in spans)
+
+
+def _match_positions(knowledge: "ModelKnowledge", text: str) -> List[Tuple[int, int, Optional[str]]]:
+    """``(start, end, category)`` of every word-for-word occurrence of a known phrasing."""
+    found = words(text)
+    out = []
+    for phrasing, category in knowledge.known_phrasings():
+        part = words(phrasing)
+        n = len(part)
+        out += [(i, i + n, category) for i in range(len(found) - n + 1) if n and list(found[i : i + n]) == part]
+    return out
 
 
 def word_matches(knowledge: "ModelKnowledge", text: str) -> List[Tuple[str, Optional[str]]]:
@@ -138,7 +245,15 @@ def explain_with(
         is_known = bool(categories)
     else:  # nothing to name: any known phrasing close enough will do
         is_known = not known or bool(matched) or best_any >= threshold
-    return Explanation(text, tuple(categories), tuple(p for p, _ in matched), tuple(nearest), is_known, threshold)
+    spans = ignored_spans(knowledge, text, any(c is not None for _, c in hits)) if known else []
+    if spans:  # a category named only inside an ignored part ("on the street") is not understood either
+        inside = lambda a, b: any(x <= a and b <= y for x, y in spans)  # noqa: E731
+        kept = {c for a, b, c in _match_positions(knowledge, text) if c is not None and not inside(a, b)}
+        categories = [c for c in categories if c in kept or c not in {c2 for _, c2 in hits}]
+        is_known = is_known and bool(categories) if knowledge.categories else is_known
+    return Explanation(
+        text, tuple(categories), tuple(p for p, _ in matched), tuple(nearest), is_known, threshold, quote_spans(text, spans)
+    )
 
 
 @functools.lru_cache(maxsize=2)
