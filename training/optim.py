@@ -2,8 +2,14 @@
 
 Parameter groups: encoders (``vision_encoder``, ``text_encoder``) get ``encoder_lr``, the rest
 (fusion, decoder, heads) ``lr``; frozen parameters are left out. With
-``exclude_norm_bias_from_decay``, normalisation weights, biases and Swin's position tables get no
-weight decay (LAVT's setting for its backbone, applied to every module here).
+``exclude_norm_bias_from_decay``, ``optim.no_decay`` says which parameters get no weight decay:
+
+* ``all_1d`` (default): every 1-D parameter (normalisation weights, biases) and Swin's position
+  tables, in every module;
+* ``backbone_norms``: the rule of the RRSIS/LAVT reference ``train.py``: only the backbone's
+  parameters named ``norm`` and its position tables (its backbone is the Swin encoder with the
+  PWAMs inside: here ``vision_encoder`` and ``fusion``); everything else, biases and the decoder's
+  and BERT's norms included, decays.
 """
 
 from __future__ import annotations
@@ -18,7 +24,13 @@ from .modeling import encoder_parameter_names
 _NO_DECAY_NAMES = ("relative_position_bias_table", "absolute_pos_embed", "pos_embed")
 
 
-def _no_decay(name: str, param: torch.Tensor) -> bool:
+NO_DECAY_RULES = ("all_1d", "backbone_norms")
+
+
+def _no_decay(name: str, param: torch.Tensor, rule: str = "all_1d") -> bool:
+    if rule == "backbone_norms":
+        in_backbone = name.startswith(("vision_encoder.", "fusion."))
+        return in_backbone and ("norm" in name or any(part in name for part in _NO_DECAY_NAMES))
     return param.ndim <= 1 or any(part in name for part in _NO_DECAY_NAMES)
 
 
@@ -28,13 +40,14 @@ def parameter_groups(model: nn.Module, optim: Mapping[str, Any]) -> List[Dict[st
     encoder_lr = float(optim["encoder_lr"]) if optim.get("encoder_lr") is not None else lr
     decay = float(optim["weight_decay"])
     split_decay = bool(optim.get("exclude_norm_bias_from_decay", True))
+    rule = str(optim.get("no_decay", "all_1d"))
     encoders = encoder_parameter_names(model)
     buckets: Dict[str, List[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         part = "encoder" if name in encoders else "head"
-        kind = "no_decay" if split_decay and _no_decay(name, param) else "decay"
+        kind = "no_decay" if split_decay and _no_decay(name, param, rule) else "decay"
         buckets.setdefault(f"{part}/{kind}", []).append(param)
     groups = []
     for key in ("encoder/decay", "encoder/no_decay", "head/decay", "head/no_decay"):

@@ -49,6 +49,7 @@ class BidirectionalSpatialCorrelation(nn.Module):
         *,
         bidirectional: bool = True,
         layout: str = "compact",
+        softmax: bool = True,
     ) -> None:
         super().__init__()
         if layout not in ("compact", "paper"):
@@ -56,6 +57,9 @@ class BidirectionalSpatialCorrelation(nn.Module):
         self.receptive_fields = tuple(int(k) for k in receptive_fields)
         self.bidirectional = bidirectional
         self.layout = layout
+        #: the paper reweights the features by the affinities; ``softmax`` normalises each row first
+        #: (over the words, over the pixels); without it padding words get weight 0 instead
+        self.softmax = softmax
         self.scale = dim**-0.5
         if layout == "paper":
             self._build_paper(vis_dim, text_dim, dim)
@@ -133,14 +137,17 @@ class BidirectionalSpatialCorrelation(nn.Module):
         affinity_v, affinity_t = self.affinities(visual, words0)
         valid = mask.bool()[:, None, :]
         # vision-oriented: every pixel gathers the words it correlates with
-        weights_v = affinity_v.masked_fill(~valid, torch.finfo(affinity_v.dtype).min).softmax(-1)
+        if self.softmax:
+            weights_v = affinity_v.masked_fill(~valid, torch.finfo(affinity_v.dtype).min).softmax(-1)
+        else:
+            weights_v = affinity_v.masked_fill(~valid, 0.0)
         from_text = unflatten_tokens(torch.matmul(weights_v, self.text_to_vis(words0)), height, width)
         gate_v = self._gate(self.vis_gate_norm(self.vis_gate(torch.cat([visual, from_text], 1))))
         visual_out = visual + gate_v * from_text
         if not self.bidirectional:
             return visual_out, words
         # text-oriented: every word gathers the pixels it correlates with
-        weights_t = affinity_t.softmax(-1)  # [B, L, N]
+        weights_t = affinity_t.softmax(-1) if self.softmax else affinity_t  # [B, L, N]
         from_vision = torch.matmul(weights_t, self.vis_to_text(flatten_tokens(visual)))  # [B, L, Ct]
         gate_t = self._gate(token_instance_norm(self.text_gate(torch.cat([words, from_vision], -1)), mask))
         return visual_out, words + gate_t * from_vision

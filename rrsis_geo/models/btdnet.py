@@ -50,7 +50,7 @@ from .bsc import BidirectionalSpatialCorrelation
 from .encoders import BertTextEncoder, VisionEncoder, build_text_encoder, build_vision_encoder, split_layers
 from .layers import upsample_like
 from .options import choice, int_list, option, section
-from .phrase_mask import KeyPhraseMasker
+from .phrase_mask import SCOPES, KeyPhraseMasker
 from .vocabulary import ALL_CATEGORIES as DEFAULT_CATEGORIES
 from .registry import PretrainedSelection
 from .twin_decoder import PhraseReconstruction, TwinStreamDecoder
@@ -190,7 +190,8 @@ def build_btdnet(config: Mapping[str, Any], load_pretrained: PretrainedSelection
     correlations = nn.ModuleList(
         [
             BidirectionalSpatialCorrelation(
-                c, text.hidden_size, bsc_dim, fields, bidirectional=bidirectional, layout=bsc_layout
+                c, text.hidden_size, bsc_dim, fields, bidirectional=bidirectional, layout=bsc_layout,
+                softmax=bool(option(settings, "affinity_softmax", True)),
             )
             for c in vision.channels
         ]
@@ -210,10 +211,14 @@ def build_btdnet(config: Mapping[str, Any], load_pretrained: PretrainedSelection
         pixel_attention=bool(option(settings, "mci_pixel_attention", True)),
         predictor_layout=choice(settings, "predictor_layout", ("compact", "paper"), "compact", where="btdnet"),
         pool_bins=int_list(settings, "bg_pool_bins", [1, 3, 5], where="btdnet"),
+        proj_norm=bool(option(settings, "proj_norm", True)),
+        mci_embeddings=bool(option(settings, "mci_embeddings", True)),
+        pixel_fuse=bool(option(settings, "pixel_fuse", True)),
     )
     reconstruction = PhraseReconstruction(text.hidden_size, dim, heads, mlp_ratio=mlp_ratio, dropout=dropout)
     categories = [str(c) for c in option(settings, "categories", DEFAULT_CATEGORIES)]
-    masker = KeyPhraseMasker(int(text.bert.config.vocab_size), len(categories))
+    scope = choice(settings, "key_phrase", SCOPES, "category", where="btdnet")
+    masker = KeyPhraseMasker(int(text.bert.config.vocab_size), len(categories), scope)
     _fill_phrase_masker(masker, config, categories)
     return BTDNet(
         vision,

@@ -25,6 +25,12 @@ Examples: "light-duty vehicle in the parking area" -> "vehicle"; "road marking" 
 "building along the road" -> "building"; "a storage tank in the middle of the image" ->
 "storage tank".
 
+That is the *category* scope (config ``btdnet.key_phrase: category``, the layout of earlier
+checkpoints). BTDNet masks "noun phrases" (section IV-D2): with ``key_phrase: noun_phrase`` (the
+paper presets) rules 3-4 give way to the whole first noun phrase without its determiners, its
+modifiers included: "light-duty vehicle in the parking area" -> "light-duty vehicle", "the gray one
+on the left" -> "gray one", "a white storage tank next to the road" -> "white storage tank".
+
 The model applies the rules to token ids (it sees no strings), so :class:`KeyPhraseMasker` keeps a
 per-id role table and the category phrases as token-id sequences in *persistent buffers*: they
 are built from the tokenizer when the model is created for training and travel inside the
@@ -141,16 +147,22 @@ def _category_match(
     return tuple(positions[start : start + length])
 
 
+#: what is masked: the category phrase (earlier checkpoints) or the whole noun phrase (the paper)
+SCOPES = ("category", "noun_phrase")
+
+
 def key_phrase_positions(
     ids: Sequence[int],
     attention: Sequence[int],
     roles: Sequence[int],
     categories: Sequence[Sequence[int]],
     comma_ids: Sequence[int] = (),
+    scope: str = "category",
 ) -> List[int]:
     """Token positions of the key object phrase of one expression (see the module docstring).
 
-    ``comma_ids``: id(s) of ",", which ends a leading prepositional phrase.
+    ``comma_ids``: id(s) of ",", which ends a leading prepositional phrase; ``scope``: one of
+    :data:`SCOPES`.
     """
     words = _words(ids, attention, roles)
 
@@ -170,6 +182,8 @@ def key_phrase_positions(
         if role(word) == ROLE_BOUNDARY:
             break
         phrase.append(word)
+    if scope == "noun_phrase":
+        return _noun_phrase(ids, phrase, words, categories, role)
     match = _category_match(ids, phrase, categories, last=True)
     if match is not None:
         return list(match)
@@ -180,6 +194,25 @@ def key_phrase_positions(
     return list(match) if match is not None else []
 
 
+def _noun_phrase(ids, phrase, words, categories, role) -> List[int]:
+    """The noun phrase without determiners; where determiners split it ("left the harbor" after a
+    leading "on the"), the last part that holds a category (else the last part)."""
+    parts: List[List[List[int]]] = [[]]
+    for word in phrase:
+        if role(word) == ROLE_DETERMINER:
+            if parts[-1]:
+                parts.append([])
+        else:
+            parts[-1].append(word)
+    parts = [part for part in parts if any(role(word) == ROLE_WORD for word in part)]
+    if not parts:
+        match = _category_match(ids, words, categories, last=False)
+        return list(match) if match is not None else []
+    named = [part for part in parts if _category_match(ids, part, categories, last=True) is not None]
+    chosen = (named or parts)[-1]
+    return [p for word in chosen for p in word]
+
+
 class KeyPhraseMasker(nn.Module):
     """``(input_ids, attention_mask) -> bool [B, L]``: the key object phrase's tokens.
 
@@ -188,8 +221,11 @@ class KeyPhraseMasker(nn.Module):
     (the id of ",") and ``ready`` (1 once filled from a tokenizer or loaded from a checkpoint).
     """
 
-    def __init__(self, vocab_size: int, num_categories: int) -> None:
+    def __init__(self, vocab_size: int, num_categories: int, scope: str = "category") -> None:
         super().__init__()
+        if scope not in SCOPES:
+            raise CheckpointError(f"btdnet.key_phrase must be one of {', '.join(SCOPES)}, not {scope!r}")
+        self.scope = scope  # a setting of the config, not a buffer: old checkpoints load unchanged
         self.register_buffer("roles", torch.zeros(vocab_size, dtype=torch.int8))
         self.register_buffer("categories", torch.full((2 * num_categories, MAX_CATEGORY_TOKENS), -1, dtype=torch.long))
         self.register_buffer("comma", torch.full((1,), -1, dtype=torch.long))
@@ -238,6 +274,6 @@ class KeyPhraseMasker(nn.Module):
         commas = [c for c in self.comma.tolist() if c >= 0]
         mask = torch.zeros(input_ids.shape, dtype=torch.bool)
         for row, (ids, attention) in enumerate(zip(input_ids.tolist(), attention_mask.tolist())):
-            for position in key_phrase_positions(ids, attention, roles, categories, commas):
+            for position in key_phrase_positions(ids, attention, roles, categories, commas, self.scope):
                 mask[row, position] = True
         return mask.to(input_ids.device)

@@ -142,6 +142,10 @@ _LGCE_PAPER = {"shallow_stage": 0, "position_embedding": "learned"}
 _BTDNET_PAPER = {
     "mask_head": False, "bsc_layout": "paper", "predictor_layout": "paper", "bg_pool_bins": [1, 3, 5],
     "mci_pixel_attention": True, "recon_tokens": "expression",
+    # the paper's text: channel reduction by "a convolution"; the MCI output "upsampled ... and added"
+    # to the stride-4 feature "used for mask prediction" (absent keys keep earlier checkpoints' layout)
+    "proj_norm": False, "pixel_fuse": False,
+    "key_phrase": "noun_phrase",  # IV-D2 masks "noun phrases", modifiers included
 }
 
 
@@ -161,8 +165,15 @@ def _tiny(architecture: str) -> Dict[str, Any]:
     return config
 
 
+#: input size of the paper presets. LAVT/LGCE: the RRSIS paper states none (section V-C; the number
+#: in section III is lost in extraction, RefSegRS's images are 512 px); the authors' released
+#: train.py (zhu-xlab/rrsis, args.py, from LAVT) trains at 480, which also sizes LGCE's learned
+#: position tables (120 and 15 cells). BTDNet: 512, as its paper states.
+PAPER_INPUT_SIZE = {"lavt": 480, "lgce": 480, "btdnet": 512}
+
+
 def _paper(architecture: str) -> Dict[str, Any]:
-    config = _common(f"{architecture}-swinb-bert", architecture, 512, REFSEGRS_VOCABULARY)
+    config = _common(f"{architecture}-swinb-bert", architecture, PAPER_INPUT_SIZE[architecture], REFSEGRS_VOCABULARY)
     config.update(vision=dict(_SWIN_B), text=_text(_BERT_BASE), fusion={"num_heads": 1, "dropout": 0.0})
     config["decoder"] = {"hidden": None}  # stage 4 / 2 = 512, as LAVT
     if architecture == "lgce":

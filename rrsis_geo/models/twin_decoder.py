@@ -182,14 +182,19 @@ class TwinStreamDecoder(nn.Module):
         pixel_attention: bool = True,
         predictor_layout: str = "compact",
         pool_bins: Sequence[int] = (1, 3, 5),
+        proj_norm: bool = True,
+        mci_embeddings: bool = True,
+        pixel_fuse: bool = True,
     ) -> None:
         super().__init__()
         self.dim = dim
-        self.level_proj = nn.ModuleList(
-            [nn.Sequential(nn.Conv2d(c, dim, 1, bias=False), norm2d(norm, dim)) for c in in_channels[1:]]
-        )
-        self.level_embed = nn.Parameter(torch.zeros(len(in_channels) - 1, dim))
-        trunc_normal_(self.level_embed, std=0.02)
+        #: the paper's channel reduction is "a convolution"; ``proj_norm`` adds a norm after it
+        self.level_proj = nn.ModuleList([_projection(c, dim, norm, proj_norm) for c in in_channels[1:]])
+        #: the MCI tokens' 2-D sine position + learned level embeddings (not in the paper's text)
+        self.mci_embeddings = mci_embeddings
+        if mci_embeddings:
+            self.level_embed = nn.Parameter(torch.zeros(len(in_channels) - 1, dim))
+            trunc_normal_(self.level_embed, std=0.02)
         self.text_proj = nn.Linear(text_dim, dim)
         self.context = nn.ModuleList(
             [
@@ -197,8 +202,10 @@ class TwinStreamDecoder(nn.Module):
                 for _ in range(mci_layers)
             ]
         )
-        self.pixel_proj = nn.Sequential(nn.Conv2d(in_channels[0], dim, 1, bias=False), norm2d(norm, dim))
-        self.pixel_fuse = ConvNormAct(dim, dim, 3, norm)
+        self.pixel_proj = _projection(in_channels[0], dim, norm, proj_norm)
+        # the paper: MCI output upsampled and added to the stride-4 feature, "used for mask
+        # prediction"; ``pixel_fuse`` adds a 3x3 conv-norm-ReLU after the addition
+        self.pixel_fuse = ConvNormAct(dim, dim, 3, norm) if pixel_fuse else nn.Identity()
         # the extra convolutional head of earlier checkpoints (not in the paper; never used at inference)
         self.mask_head = nn.Sequential(ConvNormAct(dim, dim, 3, norm), nn.Conv2d(dim, 2, 1)) if mask_head else None
         self.predictor = ForegroundBackgroundPredictor(
@@ -220,6 +227,9 @@ class TwinStreamDecoder(nn.Module):
         tokens = []
         for index, (project, feature) in enumerate(zip(self.level_proj, features[1:])):
             x = project(feature)
+            if not self.mci_embeddings:
+                tokens.append(flatten_tokens(x))
+                continue
             height, width = x.shape[-2:]
             position = sine_position_embedding(height, width, self.dim, device=x.device, dtype=x.dtype)
             tokens.append(flatten_tokens(x) + position + self.level_embed[index].to(x.dtype))
@@ -264,3 +274,10 @@ __all__ = [
     "TwinStreamDecoder",
     "masked_adaptive_pool",
 ]
+
+
+def _projection(in_channels: int, dim: int, norm: str, with_norm: bool) -> nn.Module:
+    """A 1x1 convolution to ``dim`` channels (biased when no norm follows), + the norm."""
+    if not with_norm:
+        return nn.Conv2d(in_channels, dim, 1)
+    return nn.Sequential(nn.Conv2d(in_channels, dim, 1, bias=False), norm2d(norm, dim))

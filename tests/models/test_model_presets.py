@@ -43,7 +43,9 @@ def test_paper_settings(name):
     )
     assert vision["depths"] == [2, 2, 18, 2] and vision["num_heads"] == [4, 8, 16, 32]
     assert (bert["num_hidden_layers"], bert["hidden_size"], bert["vocab_size"]) == (12, 768, 30522)
-    assert config["max_tokens"] == 20 and config["input_size"] == 512 and config["threshold"] == 0.5
+    # LAVT/LGCE at the released RRSIS train.py's 480 px (the paper states none), BTDNet at its paper's 512
+    assert config["max_tokens"] == 20 and config["threshold"] == 0.5
+    assert config["input_size"] == (512 if name.startswith("btdnet") else 480)
     assert vision["pretrained"] is None and config["text"]["pretrained"] is None
     assert config["mean"] == [0.485, 0.456, 0.406] and config["std"] == [0.229, 0.224, 0.225]
     assert config["gsd_m"] is None and "vehicle" in config["vocabulary"]

@@ -73,7 +73,8 @@ def test_reconstruction_loss_is_positive_on_an_expression_with_a_phrase(build, m
     model, out, parts = _btdnet_step(build, make_images, tokens)
     phrase = model.encode_text(tokens.input_ids, tokens.attention_mask)["phrase_mask"]
     words = [tokenizer.convert_ids_to_tokens(ids[m].tolist()) for ids, m in zip(tokens.input_ids, phrase)]
-    assert words == [["vehicle"], ["building"]]  # the nouns a tagger heads the first noun phrase with
+    # the paper presets mask the referring noun phrase, modifiers included (BTDNet IV-D2)
+    assert words == [["light", "-", "duty", "vehicle"], ["building"]]
     assert parts["recon_mse"] > 0
     assert model.reconstruction.query.weight.grad.abs().sum() > 0
 
@@ -106,3 +107,9 @@ def test_masker_picks_what_a_pos_tagger_picks_on_refsegrs_and_rrsisd_style_expre
     # category name ("low vegetation" -> "vegetation"; "road marking" tagged road/NN marking/VBG)
     for rule, row in zip(rules, rows):
         assert rule == row[2] or rule.split()[-1] == row[2] or rule.split()[0] == row[2], row
+    # the paper's scope, on whole noun phrases (modifiers included): "light-duty vehicle", "gray one"
+    assert all(row[3] and row[4] for row in rows)
+    phrases = [module._same(p) for p in module.rule_picks([row[0] for row in rows], "noun_phrase")]
+    assert phrases == [module._same(row[3]) for row in rows]
+    assert sum(p == module._same(row[4]) for p, row in zip(phrases, rows)) >= 51
+    assert "light-duty vehicle" in phrases and sum(p != r for p, r in zip(phrases, rules)) >= 10

@@ -38,6 +38,19 @@ TABLE = [
 ]
 
 
+#: the paper's scope (``btdnet.key_phrase: noun_phrase``): the whole noun phrase, modifiers kept
+NOUN_PHRASES = [
+    ("light-duty vehicle in the parking area", "light - duty vehicle"),
+    ("paved road", "paved road"),
+    ("the gray one on the left", "gray one"),
+    ("a white storage tank next to the road", "white storage tank"),
+    ("two airplanes parked at the airport", "airplanes"),
+    ("in the middle, a white ship", "white ship"),
+    ("on the left the harbor", "harbor"),  # no noun phrase before the relation: the first category
+    ("the", ""),
+]
+
+
 def masked_text(tokenizer, masker, expression):
     enc = tokenize(tokenizer, [expression], 20)
     mask = masker(enc.input_ids, enc.attention_mask)[0]
@@ -54,6 +67,22 @@ def masker(tokenizer):
 @pytest.mark.parametrize("expression, key", TABLE)
 def test_rules(expression, key, tokenizer, masker):
     assert masked_text(tokenizer, masker, expression) == key
+
+
+@pytest.mark.parametrize("expression, phrase", NOUN_PHRASES)
+def test_noun_phrase_scope(expression, phrase, tokenizer):
+    module = KeyPhraseMasker(len(tokenizer), len(ALL_CATEGORIES), "noun_phrase")
+    module.fill(tokenizer, ALL_CATEGORIES)
+    assert masked_text(tokenizer, module, expression) == phrase
+
+
+def test_the_paper_presets_mask_noun_phrases_and_old_configs_categories(build):
+    assert preset("btdnet-swinb-bert")["btdnet"]["key_phrase"] == "noun_phrase"
+    config = preset("tiny-btdnet")
+    del config["btdnet"]["key_phrase"]  # a checkpoint from before the setting existed
+    assert build(config).phrase_masker.scope == "category"
+    with pytest.raises(CheckpointError, match="btdnet.key_phrase"):
+        KeyPhraseMasker(10, 1, "words")
 
 
 def test_padding_and_special_tokens_are_never_masked(tokenizer, masker):
