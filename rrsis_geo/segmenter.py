@@ -100,6 +100,7 @@ class Segmenter:
         self._cache: Dict[str, EncodedText] = {}
         self._knowledge: Optional["ModelKnowledge"] = None
         self._sentences: Dict[str, torch.Tensor] = {}
+        self._phrasings_read = False
         self.compiled = compile
         if self.uses_contract:
             self._segment_fn = self.model.segment
@@ -187,22 +188,21 @@ class Segmenter:
     def sentence_embeddings(self, texts: Sequence[str]) -> Optional[torch.Tensor]:
         """Unit-length sentence embeddings ``[N, C]`` (CPU, float32) from the model's own text
         encoder: its last hidden states averaged over the tokens, as MiniLM was trained to be
-        compared. None when the model has no ``text_encoder`` to ask."""
-        encoder = getattr(self.model, "text_encoder", None)
-        if encoder is None:
+        compared. The known phrasings' come from the checkpoint's stored file when it matches
+        (:mod:`.phrasing_cache`). None when the model has no ``text_encoder`` to ask."""
+        if getattr(self.model, "text_encoder", None) is None:
             return None
-        from .models.tokenizer import clean_expression, tokenize
+        from . import phrasing_cache
+        from .models.tokenizer import clean_expression
 
+        if not self._phrasings_read:
+            self._phrasings_read = True
+            stored = phrasing_cache.read(self.checkpoint, self.config, phrasing_cache.known_texts(self.knowledge))
+            self._sentences.update(stored or {})
         cleaned = [clean_expression(t).lower() for t in texts]
         todo = [t for t in dict.fromkeys(cleaned) if t not in self._sentences]
         if todo:
-            tokens = tokenize(self.tokenizer, todo, 64, warn=False)
-            mask = tokens.attention_mask.to(self.device)
-            with torch.inference_mode():
-                hidden = encoder(tokens.input_ids.to(self.device), mask).float()
-            weights = mask.unsqueeze(-1).float()
-            pooled = F.normalize((hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0), dim=-1).cpu()
-            self._sentences.update(zip(todo, pooled))
+            self._sentences.update(zip(todo, phrasing_cache.embed(self.model, self.tokenizer, todo, self.device)))
         return torch.stack([self._sentences[t] for t in cleaned])
 
     def probabilities(self, images: torch.Tensor, text: EncodedText) -> torch.Tensor:
