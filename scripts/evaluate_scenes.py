@@ -24,7 +24,10 @@ config's sources, and compares its mask with the labels:
   ``everyday``, other phrasings an analyst types; and a ``whole image`` baseline (every valid
   pixel predicted). mIoU = mean over images of the per-image IoU (a set of several phrasings:
   their mean per image). Whether each phrasing occurs in the builder's training expressions
-  (``--train-phrases``) is reported, so that unseen phrasings can be told apart.
+  (``--train-phrases``) is reported, so that unseen phrasings can be told apart;
+* precision and recall per category and set, pooled over the images (all their pixels), and for
+  the categories of :data:`CONFUSED_WITH` the share of the other category's pixels marked ("car"
+  on buses and trucks).
 
 The model is loaded once and handed to ``predict`` (``segmenter=``), which is what passing
 ``checkpoint=`` does on every call, without reloading it per image.
@@ -68,6 +71,11 @@ EXPRESSIONS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
         "light-duty vehicle": {"words": ("light-duty vehicle",),
                                "everyday": ("light vehicles", "passenger vehicles")},
     },
+}
+#: per source: category -> the other category whose pixels its expressions must not mark
+#: ("car" on buses and trucks); the share of that category marked is reported
+CONFUSED_WITH: dict[str, dict[str, str]] = {
+    "vehicles": {"car": "heavy-duty vehicle", "light-duty vehicle": "heavy-duty vehicle"},
 }
 SETS = ("words", "everyday")
 BASELINE = "whole image"
@@ -180,6 +188,13 @@ def read_truth(source: Source, ref: SceneRef) -> Truth:
     return _label_truth(source, ref) if source.kind == "labels" else _box_truth(source, ref)
 
 
+def target_categories(source: Source) -> list[str]:
+    """The categories scored for ``source`` and those (that it has) they must not be confused with."""
+    scored = EXPRESSIONS[source.name]
+    confused = [c for c in CONFUSED_WITH.get(source.name, {}).values() if c not in scored and c in source.categories]
+    return list(scored) + list(dict.fromkeys(confused))
+
+
 def _label_truth(source: Source, ref: SceneRef) -> Truth:
     from training.builder.combined import _label_path
     from training.builder.scenes import SceneSpec, inspect_scene, open_image, read_class_map, read_rgb
@@ -191,7 +206,7 @@ def _label_truth(source: Source, ref: SceneRef) -> Truth:
     with open_image(info) as src:
         rgb = read_rgb(src, info, CropWindow(0, 0, info.height, info.width))
     index = source.classes.class_index()
-    targets = {c: np.isin(class_map, [index[k] for k in source.categories[c]]) for c in EXPRESSIONS[source.name]}
+    targets = {c: np.isin(class_map, [index[k] for k in source.categories[c]]) for c in target_categories(source)}
     return Truth(rgb, class_map != 0, targets)
 
 
@@ -207,7 +222,7 @@ def _box_truth(source: Source, ref: SceneRef) -> Truth:
     boxes = source.reader(_label_path(source.spec, ref.path), ref.path, width, height)
     labels = instance_masks(boxes, rgb, source.spec.get("box_mask", "oriented"))
     targets = {}
-    for category in EXPRESSIONS[source.name]:
+    for category in target_categories(source):
         ids = [i + 1 for i, b in enumerate(boxes) if b.cls in source.categories[category]]
         targets[category] = np.isin(labels, ids)
     return Truth(rgb, None, targets)
@@ -250,9 +265,18 @@ def iou(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | None) -> float
     return float(np.count_nonzero(pred & target) / union) if union else 0.0
 
 
+def counts(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | None) -> dict[str, int]:
+    """True positive, false positive and false negative pixels over the valid pixels."""
+    if valid is not None:
+        pred, target = pred & valid, target & valid
+    return {"tp": int(np.count_nonzero(pred & target)), "fp": int(np.count_nonzero(pred & ~target)),
+            "fn": int(np.count_nonzero(~pred & target))}
+
+
 def score_image(source: str, truth: Truth, masks: dict[str, np.ndarray]) -> tuple[list[dict], list[str]]:
-    """Rows ``{category, set, expression, iou}`` (and the whole-image baseline) of one image, and
-    the categories skipped for an empty target."""
+    """Rows ``{category, set, expression, iou, tp, fp, fn}`` (and the whole-image baseline) of one
+    image, with ``confused`` (pixels of :data:`CONFUSED_WITH`'s category marked, and its area)
+    where the source names one, and the categories skipped for an empty target."""
     rows: list[dict] = []
     skipped: list[str] = []
     everything = np.ones(truth.rgb.shape[:2], dtype=bool)
@@ -261,11 +285,18 @@ def score_image(source: str, truth: Truth, masks: dict[str, np.ndarray]) -> tupl
         if not np.count_nonzero(target if truth.valid is None else target & truth.valid):
             skipped.append(category)
             continue
+        other = CONFUSED_WITH.get(source, {}).get(category)
+        other = other if other in truth.targets else None
         for name in SETS:
-            rows += [{"category": category, "set": name, "expression": text,
-                      "iou": iou(masks[text], target, truth.valid)} for text in sets[name]]
+            for text in sets[name]:
+                row = {"category": category, "set": name, "expression": text,
+                       "iou": iou(masks[text], target, truth.valid), **counts(masks[text], target, truth.valid)}
+                if other is not None:
+                    row["confused"] = [int(np.count_nonzero(masks[text] & truth.targets[other])),
+                                       int(np.count_nonzero(truth.targets[other]))]
+                rows.append(row)
         rows.append({"category": category, "set": BASELINE, "expression": None,
-                     "iou": iou(everything, target, truth.valid)})
+                     "iou": iou(everything, target, truth.valid), **counts(everything, target, truth.valid)})
     return rows, skipped
 
 
@@ -301,9 +332,15 @@ def summarise(source: str, images: list[dict]) -> dict:
         scored = [im for im in images if category not in im["skipped"]]
         entry: dict[str, Any] = {"images": len(scored), "skipped": len(images) - len(scored)}
         for name in (*SETS, BASELINE):
+            rows = [r for im in scored for r in im["scores"] if r["category"] == category and r["set"] == name]
             per_image = [_mean([r["iou"] for r in im["scores"] if r["category"] == category and r["set"] == name])
                          for im in scored]
             entry[name] = _pct(_mean(per_image))
+            entry[f"{name} precision"], entry[f"{name} recall"] = pooled_precision_recall(rows)
+            confused = [r["confused"] for r in rows if "confused" in r]
+            if confused and sum(area for _, area in confused):
+                entry[f"{name} on {CONFUSED_WITH[source][category]}"] = _pct(
+                    sum(m for m, _ in confused) / sum(area for _, area in confused))
         categories[category] = entry
     means = {name: _pct(_mean([c[name] / 100 for c in categories.values() if c[name] is not None]))
              for name in (*SETS, BASELINE)}
@@ -314,6 +351,14 @@ def summarise(source: str, images: list[dict]) -> dict:
         expressions[text] = {"mIoU": _pct(_mean(values)), "images": len(values)}
     return {"images": len(images), "categories": categories, "mean": means, "everyday_over_words": ratio,
             "expressions": expressions}
+
+
+def pooled_precision_recall(rows: list[dict]) -> tuple[float | None, float | None]:
+    """Precision and recall (%) of the pixels of all ``rows`` together (rows without counts: None)."""
+    if not rows or any("tp" not in r for r in rows):
+        return None, None
+    tp, fp, fn = (sum(r[k] for r in rows) for k in ("tp", "fp", "fn"))
+    return (_pct(tp / (tp + fp)) if tp + fp else None), (_pct(tp / (tp + fn)) if tp + fn else None)
 
 
 def _pct(value: float | None) -> float | None:
@@ -350,13 +395,21 @@ def source_table(source: str, summary: dict) -> list[str]:
     """A source's Markdown table (rows: categories, then the mean) and its mean line."""
     n = summary["images"]
     lines = [f"### {source} ({n} validation image{'' if n == 1 else 's'})", "",
-             "| category | words | everyday | whole image | images | skipped (empty target) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+             "| category | words | everyday | whole image | words: precision | recall | everyday: precision | recall "
+             "| images | skipped (empty target) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for category, c in summary["categories"].items():
         lines.append(f"| {category} | {_cell(c['words'])} | {_cell(c['everyday'])} | {_cell(c[BASELINE])} "
+                     f"| {_cell(c.get('words precision'))} | {_cell(c.get('words recall'))} "
+                     f"| {_cell(c.get('everyday precision'))} | {_cell(c.get('everyday recall'))} "
                      f"| {c['images']} | {c['skipped']} |")
     m = summary["mean"]
-    lines.append(f"| **mean** | {_cell(m['words'])} | {_cell(m['everyday'])} | {_cell(m[BASELINE])} | | |")
+    lines.append(f"| **mean** | {_cell(m['words'])} | {_cell(m['everyday'])} | {_cell(m[BASELINE])} | | | | | | |")
+    confusions = [f"'{category}' ({key.split(' on ')[0]}) marks {value:.1f} % of the {key.split(' on ')[1]} pixels"
+                  for category, c in summary["categories"].items() for key, value in c.items()
+                  if " on " in key and value is not None]
+    if confusions:
+        lines += ["", "; ".join(confusions) + "."]
     ratio = summary["everyday_over_words"]
     lines += ["", f"{MEAN_LABEL.get(source, source + ' mIoU')}: words {_cell(m['words'])}, everyday "
               f"{_cell(m['everyday'])}, whole image {_cell(m[BASELINE])}; everyday/words "

@@ -81,8 +81,12 @@ def write_checkpoint(
     dtype: Optional[torch.dtype] = None,
     optimizer: Optional[torch.optim.Optimizer] = None,
     training_state: Optional[Mapping[str, Any]] = None,
+    extra_tensors: Optional[Mapping[str, Mapping[str, torch.Tensor]]] = None,
 ) -> Path:
-    """Write a library-format checkpoint (plus resume state when given) atomically to ``target``."""
+    """Write a library-format checkpoint (plus resume state when given) atomically to ``target``.
+
+    ``extra_tensors``: ``{file name: {tensor name: tensor}}`` written beside the weights, e.g. a
+    training-only head that resuming needs and the library does not load."""
     from safetensors.torch import save_file
 
     target = Path(target)
@@ -96,6 +100,9 @@ def write_checkpoint(
             state = dict(training_state or {})
             state["optimizer"] = json_part
             (inner / TRAINING_STATE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
+        for name, tensors in (extra_tensors or {}).items():
+            save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(inner / name))
+        if optimizer is not None or extra_tensors:
             publish_modes(inner)
         replace_dir(inner, target)
     finally:

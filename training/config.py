@@ -36,7 +36,8 @@ command line, ``data.root``::
     train:
       epochs: 40
       batch_size: 8                # GLOBAL batch, split evenly over the processes
-      precision: auto              # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+      precision: auto              # auto (bf16 on CUDA, fp32 on CPU) | native (bf16 where the CPU
+                                   # or GPU has it natively) | bf16 (anywhere) | fp32
     save:
       dtype: float32               # float16 halves the `best` checkpoint
       reference_frozen_encoders: true
@@ -67,6 +68,11 @@ DEFAULTS: Dict[str, Any] = {
         "load_pretrained": True,
         "freeze": [],
         "text_trainable_layers": None,
+        # warm start: a checkpoint directory whose weights the model starts from (same layout);
+        # recorded in the new checkpoint's metrics.training.init_from
+        "init_from": None,
+        # leading vision-encoder stages kept as loaded (no backward through them: faster on CPU)
+        "freeze_vision_stages": 0,
     },
     "data": {
         "format": "refsegrs",
@@ -83,6 +89,12 @@ DEFAULTS: Dict[str, Any] = {
         # proportions, samples_per_epoch draws an epoch (null: the split's size)
         "source_weights": None,
         "samples_per_epoch": None,
+        # our builder's data sets (crops.json), training split only (training.datasets.crops):
+        # share of items replaced by a negative (a category the crop does not hold, empty target)
+        "negatives": 0.0,
+        # augmentation (training.augment.Augmentation): dihedral, scale, brightness, contrast,
+        # saturation, hue, gamma, blur, blur_sigma, noise; null: none
+        "augment": None,
         # RRSIS-D (refcoco layout) only:
         "dataset_name": "rrsisd",
         "split_by": "unc",
@@ -93,6 +105,7 @@ DEFAULTS: Dict[str, Any] = {
         "encoder_lr": None,
         "weight_decay": 0.01,
         "exclude_norm_bias_from_decay": True,
+        "no_decay": "all_1d",  # which parameters skip decay: all_1d | backbone_norms (training.optim)
         "betas": [0.9, 0.999],
         "eps": 1e-8,
         "poly_power": 0.9,
@@ -102,6 +115,10 @@ DEFAULTS: Dict[str, Any] = {
         "class_weights": None,
         "fg_bg_weight": 0.6,
         "recon_weight": 0.1,
+        "dice_weight": 0.0,  # soft Dice on the target probability (LAVT / LGCE)
+        # per-category pixel-text auxiliary head over the decoder features (training.dense_head);
+        # needs our builder's crops.json
+        "dense_weight": 0.0,
     },
     "eval": {
         "pr_inclusive": False,
@@ -119,6 +136,11 @@ DEFAULTS: Dict[str, Any] = {
         "device": "auto",
         "sync_batchnorm": True,
         "find_unused_parameters": False,
+        # the validation metric that picks best/: mIoU, or oIoU (the RRSIS reference train.py)
+        "select_best": "mIoU",
+        "channels_last": False,  # NHWC model and images (faster convolutions on CPU and GPU)
+        # run a frozen text encoder once per distinct expression, not in every step (training.text_cache)
+        "cache_text": False,
     },
     "save": {
         "dtype": "float32",
@@ -165,12 +187,28 @@ def validate(config: Mapping[str, Any], source: str = "config") -> Dict[str, Any
         raise InputError(f"{source}: give exactly one of model.preset (a preset name) or model.config (a model config dict)")
     if cfg["data"]["format"] not in ("refsegrs", "rrsisd"):
         raise InputError(f"{source}: data.format must be 'refsegrs' or 'rrsisd', not {cfg['data']['format']!r}")
+    if cfg["data"]["augment"] is not None:
+        if not isinstance(cfg["data"]["augment"], Mapping):
+            raise InputError(f"{source}: data.augment must be a mapping of settings or null")
+        from .augment import Augmentation
+
+        Augmentation.from_config(cfg["data"]["augment"])
+    negatives = cfg["data"]["negatives"]
+    if not isinstance(negatives, (int, float)) or not 0 <= negatives < 1:
+        raise InputError(f"{source}: data.negatives is a share in [0, 1), not {negatives!r}")
+    for key in ("dice_weight", "dense_weight"):
+        if not isinstance(cfg["loss"][key], (int, float)) or cfg["loss"][key] < 0:
+            raise InputError(f"{source}: loss.{key} must be a number >= 0, not {cfg['loss'][key]!r}")
     train = cfg["train"]
     for key in ("epochs", "batch_size"):
         if not isinstance(train[key], int) or train[key] < 1:
             raise InputError(f"{source}: train.{key} must be a positive integer, not {train[key]!r}")
-    if train["precision"] not in ("auto", "bf16", "fp32"):
-        raise InputError(f"{source}: train.precision must be auto, bf16 or fp32, not {train['precision']!r}")
+    if train["precision"] not in ("auto", "native", "bf16", "fp32"):
+        raise InputError(f"{source}: train.precision must be auto, native, bf16 or fp32, not {train['precision']!r}")
+    if cfg["optim"]["no_decay"] not in ("all_1d", "backbone_norms"):
+        raise InputError(f"{source}: optim.no_decay must be all_1d or backbone_norms, not {cfg['optim']['no_decay']!r}")
+    if train["select_best"] not in ("mIoU", "oIoU"):
+        raise InputError(f"{source}: train.select_best must be mIoU or oIoU, not {train['select_best']!r}")
     if train["device"] not in ("auto", "cpu", "cuda"):
         raise InputError(f"{source}: train.device must be auto, cpu or cuda, not {train['device']!r}")
     if cfg["save"]["dtype"] not in ("float32", "float16", "bfloat16"):

@@ -11,7 +11,8 @@ the RNG part of the resume state: a run resumed at epoch ``e`` draws exactly wha
 uninterrupted run draws from epoch ``e`` on.
 
 Only the main process writes: ``OUT/last`` (resume point) after every epoch, ``OUT/best``
-whenever validation mIoU improves, ``OUT/iterations.csv``, ``OUT/epochs.csv``,
+whenever the validation metric ``train.select_best`` improves (mIoU; the RRSIS reference code
+keeps the best oIoU), ``OUT/iterations.csv``, ``OUT/epochs.csv``,
 ``OUT/train_config.json``.
 """
 
@@ -29,13 +30,18 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
+from rrsis_geo import phrasing_cache
+from rrsis_geo.cpu import native_bf16
 from rrsis_geo.errors import CheckpointError, InputError
 
 from . import distributed as dist_utils
 from .checkpoints import load_optimizer, load_weights, read_training_state, write_checkpoint
+from .augment import Augmentation
 from .datasets import build_dataset, collate
+from .datasets.crops import TrainingCrops
+from .dense_head import DenseCategoryHead, FeatureTap, category_embeddings, dense_loss
 from .datasets.stats import model_gsd, read_stats, training_gsd, vocabulary_words
-from .evaluate import ShardSampler, autocast, evaluate_loader
+from .evaluate import ShardSampler, autocast, breakdown, evaluate_loader
 from .knowledge import checkpoint_knowledge
 from .losses import ReferringSegmentationLoss
 from .metrics import Scoring, results_from_rows, results_to_rows, summarize
@@ -45,6 +51,7 @@ from .modeling import (
     external_weights,
     freeze,
     freeze_text_layers,
+    freeze_vision_stages,
     frozen_modules,
     load_model_tokenizer,
     resolve_model_config,
@@ -54,9 +61,12 @@ from .modeling import (
 from .optim import PolySchedule, build_optimizer
 from .runlog import RunLogger
 from .sampling import SourceMixSampler
+from .text_cache import TextCache, can_cache, text_state
 
 LAST, BEST = "last", "best"
 RUN_CONFIG = "train_config.json"
+#: the dense head's weights in last/ (resuming needs them; the library never loads them)
+DENSE_HEAD = "dense_head.safetensors"
 
 
 def seed_everything(seed: int, *streams: int) -> None:
@@ -68,16 +78,37 @@ def seed_everything(seed: int, *streams: int) -> None:
 
 
 class TrainForward(nn.Module):
-    """Makes ``forward_train`` the ``forward`` that DDP wraps (DDP only synchronises ``forward``)."""
+    """Makes ``forward_train`` the ``forward`` that DDP wraps (DDP only synchronises ``forward``).
 
-    def __init__(self, model: nn.Module):
+    ``words``/``words_mask`` instead of token ids: the frozen text encoder's cached output
+    (:mod:`training.text_cache`). ``dense_head``: the auxiliary per-category head
+    (:mod:`training.dense_head`) over the decoder's last features; its logits come back as
+    ``"dense"``.
+    """
+
+    def __init__(self, model: nn.Module, dense_head: Optional[nn.Module] = None):
         super().__init__()
         self.model = model
+        self.dense_head = dense_head
+        self.tap = FeatureTap(model.decoder.classifier) if dense_head is not None else None
 
-    def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Dict[str, torch.Tensor]:
-        if hasattr(self.model, "forward_train"):
-            return self.model.forward_train(images, input_ids, attention_mask)
-        return {"logits": self.model(images, input_ids, attention_mask)}
+    def forward(
+        self,
+        images: torch.Tensor,
+        input_ids: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        words: Optional[torch.Tensor] = None,
+        words_mask: Optional[torch.Tensor] = None,
+    ) -> Dict[str, torch.Tensor]:
+        if words is not None:
+            outputs = {"logits": self.model.segment(images, text_state(self.model, words, words_mask))}
+        elif hasattr(self.model, "forward_train"):
+            outputs = self.model.forward_train(images, input_ids, attention_mask)
+        else:
+            outputs = {"logits": self.model(images, input_ids, attention_mask)}
+        if self.dense_head is not None:
+            outputs["dense"] = self.dense_head(self.tap.take())
+        return outputs
 
 
 def diverged(loss: float, iteration: int) -> InputError:
@@ -89,10 +120,15 @@ def diverged(loss: float, iteration: int) -> InputError:
 
 
 def resolve_precision(setting: str, device: torch.device) -> str:
-    """``bf16`` on CUDA (when the GPU supports it and the config allows), ``fp32`` otherwise."""
-    if device.type != "cuda" or setting == "fp32":
+    """``auto``: bf16 on a CUDA GPU that supports it, fp32 on the CPU (bit-for-bit comparable
+    runs); ``native``: bf16 wherever the device computes it natively (such a GPU, or a CPU with
+    AVX512-BF16 or AMX), else fp32; ``bf16``: bf16 anyway (on a CPU without native bf16 torch
+    emulates it, several times slower than fp32)."""
+    if setting == "fp32":
         return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if setting == "bf16" or (setting == "native" and native_bf16()) else "fp32"
 
 
 class Trainer:
@@ -111,8 +147,11 @@ class Trainer:
             )
         self.local_batch = train["batch_size"] // ctx.world_size
         self.precision = resolve_precision(train["precision"], self.device)
+        self.channels_last = bool(train["channels_last"])
         self._check_out_dir(resume, overwrite)
         self.log = RunLogger(self.out, ctx.is_main, cfg["log"]["tensorboard"])
+        if self.precision == "bf16" and self.device.type == "cpu" and not native_bf16():
+            self.log.info("WARNING: train.precision bf16 on a CPU without native bf16 (avx512_bf16/amx): torch emulates it, slower than fp32")
         if train["num_threads"]:
             torch.set_num_threads(int(train["num_threads"]))
         if self.device.type == "cuda":
@@ -123,11 +162,21 @@ class Trainer:
         self.tokenizer = load_model_tokenizer(self.model_config)
         self._build_data()
         self._build_model()
+        self.text_cache = self._build_text_cache() if train["cache_text"] else None
+        loss = dict(cfg["loss"])
+        self.dense_weight = float(loss.pop("dense_weight"))
+        self.dense_head = self._build_dense_head() if self.dense_weight > 0 else None
         self.optimizer = build_optimizer(self.model, cfg["optim"])
+        if self.dense_head is not None:
+            lr = float(cfg["optim"]["lr"])
+            self.optimizer.add_param_group(
+                {"name": "dense_head", "params": list(self.dense_head.parameters()), "lr": lr, "initial_lr": lr, "weight_decay": 0.0}
+            )
         self.schedule = PolySchedule(self.optimizer, train["epochs"] * len(self.train_loader), cfg["optim"]["poly_power"])
-        self.criterion = ReferringSegmentationLoss(**cfg["loss"]).to(self.device)
+        self.criterion = ReferringSegmentationLoss(**loss).to(self.device)
         self.start_epoch = 0
-        self.best: Dict[str, Any] = {"mIoU": -math.inf, "epoch": None}
+        self.select = str(train["select_best"])
+        self.best: Dict[str, Any] = {"value": -math.inf, "epoch": None}
         self.history: List[Dict[str, Any]] = []
         if resume:
             self._resume()
@@ -148,6 +197,13 @@ class Trainer:
     def _build_data(self) -> None:
         data = self.cfg["data"]
         self.train_set = build_dataset(data, data["train_split"], self.tokenizer, self.model_config)
+        self.augment = Augmentation.from_config(data["augment"])
+        dense = self.cfg["loss"]["dense_weight"] > 0
+        if data["negatives"] or dense or self.augment is not None:
+            self.train_set = TrainingCrops(
+                self.train_set, Path(data["root"]), negatives=float(data["negatives"]), dense=dense,
+                augment=self.augment, seed=int(self.cfg["seed"]),
+            )
         self.sampler = self._train_sampler()
         workers = int(data["num_workers"])
         loader_args = dict(
@@ -170,6 +226,8 @@ class Trainer:
             self.trained_gsd = training_gsd(Path(data["root"]), data["train_split"], input_size)
         # per-category scales and phrasings, where the data set records them
         self.knowledge = checkpoint_knowledge(self.train_set.samples, self.train_set.image_width(0), input_size)
+        if self.augment is not None and self.augment.zooms:
+            widen_scales(self.knowledge, self.augment.scale)
         self.val_set = None
         if data["val_split"]:
             self.val_set = build_dataset(data, data["val_split"], self.tokenizer, self.model_config, return_gt=True)
@@ -208,10 +266,16 @@ class Trainer:
                     f"start from pretrained encoders: set model.overrides.{section}.pretrained to a local weights path"
                 )
         model = build_training_model(self.model_config, self.pretrained_loaded)
+        self.init_from = warm_start(model, Path(model_cfg["init_from"])) if model_cfg["init_from"] else None
+        if self.init_from:
+            self.log.info(f"warm start from {self.init_from['checkpoint']} ({self.init_from['name']})")
         self.frozen = frozen_modules(self.model_config, list(model_cfg["freeze"]))
         freeze(model, self.frozen)
         freeze_text_layers(model, model_cfg["text_trainable_layers"])
+        self.frozen_stage_modules = freeze_vision_stages(model, int(model_cfg["freeze_vision_stages"]))
         model.to(self.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
         if self.ctx.distributed and self.device.type == "cuda" and self.cfg["train"]["sync_batchnorm"]:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model
@@ -230,8 +294,32 @@ class Trainer:
             f"({self.local_batch} per process)"
         )
 
+    def _build_text_cache(self) -> TextCache:
+        reason = can_cache(self.model, self.frozen)
+        if reason:
+            raise InputError(f"train.cache_text cannot be used: {reason}")
+        base = getattr(self.train_set, "base", self.train_set)
+        started = time.time()
+        cache = TextCache.build(self.model, base.input_ids, base.attention_mask)
+        self.log.info(f"text encoder run once for {cache.distinct} distinct expressions ({time.time() - started:.1f} s)")
+        return cache
+
+    def _build_dense_head(self) -> nn.Module:
+        if not isinstance(self.train_set, TrainingCrops):
+            raise InputError("loss.dense_weight needs our builder's data set (crops.json)")
+        classifier = getattr(getattr(self.model, "decoder", None), "classifier", None)
+        if not isinstance(classifier, nn.Conv2d):
+            raise InputError(f"loss.dense_weight needs a LAVT-family decoder; {type(self.model).__name__} has none")
+        max_tokens = int(self.cfg["data"]["max_tokens"] or self.model_config.get("max_tokens", 20))
+        embeddings = category_embeddings(self.model, self.tokenizer, self.train_set.categories, max_tokens)
+        head = DenseCategoryHead(classifier.in_channels, embeddings).to(self.device)
+        if self.channels_last:
+            head.to(memory_format=torch.channels_last)
+        self.log.info(f"dense head over {len(self.train_set.categories)} categories: {', '.join(self.train_set.categories)}")
+        return head
+
     def _wrap_ddp(self) -> nn.Module:
-        step = TrainForward(self.model)
+        step = TrainForward(self.model, self.dense_head)
         if not self.ctx.distributed:
             return step
         return nn.parallel.DistributedDataParallel(
@@ -263,6 +351,12 @@ class Trainer:
                 )
         state = read_training_state(last)
         load_weights(self.model, last, [e["prefix"] for e in self.external])
+        if self.dense_head is not None:
+            from safetensors.torch import load_file
+
+            if not (last / DENSE_HEAD).is_file():
+                raise CheckpointError(f"{last} holds no {DENSE_HEAD}; resume with the config it was trained with")
+            self.dense_head.load_state_dict(load_file(str(last / DENSE_HEAD)))
         load_optimizer(self.optimizer, last, state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         if state["schedule"].get("total") != self.schedule.total:
@@ -272,25 +366,36 @@ class Trainer:
             )
         self.start_epoch = int(state["epoch"])
         best = state.get("best") or {}
-        self.best = {"mIoU": -math.inf if best.get("mIoU") is None else float(best["mIoU"]), "epoch": best.get("epoch")}
+        value = best.get("value", best.get("mIoU"))  # runs before select_best recorded the mIoU only
+        if best.get("metric", "mIoU") != self.select:
+            value = None  # another metric chose the best so far: the next validation decides afresh
+        self.best = {"value": -math.inf if value is None else float(value), "epoch": best.get("epoch")}
         self.history = list(state.get("history", []))
         self.log.info(f"resumed {last} after epoch {self.start_epoch} (iteration {self.schedule.iteration})")
 
     # -- loop -----------------------------------------------------------------------------------
-    def fit(self, stop_after: Optional[int] = None) -> Dict[str, Any]:
-        """Train up to the configured epochs (at most ``stop_after`` of them in this call).
+    def fit(self, stop_after: Optional[int] = None, time_limit_s: Optional[float] = None) -> Dict[str, Any]:
+        """Train up to the configured epochs (at most ``stop_after`` of them in this call, and none
+        begun after ``time_limit_s`` seconds of training).
 
-        ``stop_after`` serves jobs with a wall-time limit: the schedule still spans all epochs,
-        and ``--resume`` continues exactly where this call stopped. Returns a summary.
+        Both serve jobs with a wall-time limit and A/B runs at a fixed budget: the schedule still
+        spans all epochs, and ``--resume`` continues exactly where this call stopped. Returns a summary.
         """
         epochs = int(self.cfg["train"]["epochs"])
         if self.start_epoch >= epochs:
             self.log.info(f"already trained for {self.start_epoch} epochs (of {epochs}); nothing to do")
         end = epochs if stop_after is None else min(epochs, self.start_epoch + int(stop_after))
+        trained_s = 0.0
         for epoch in range(self.start_epoch, end):
+            if time_limit_s is not None and trained_s >= time_limit_s:
+                self.log.info(f"time limit: {trained_s:.0f} s of training reached before epoch {epoch + 1}; stopping")
+                break
             seed_everything(self.cfg["seed"], epoch, self.ctx.rank)
             self.sampler.set_epoch(epoch)
+            if isinstance(self.train_set, TrainingCrops):
+                self.train_set.set_epoch(epoch)
             train_loss, seconds = self._train_epoch(epoch)
+            trained_s += seconds
             if not math.isfinite(train_loss):
                 raise diverged(train_loss, self.schedule.iteration)
             row: Dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss, "seconds": round(seconds, 2)}
@@ -315,13 +420,14 @@ class Trainer:
             "best": str(self.out / BEST),
             "last": str(self.out / LAST),
             "best_epoch": self.best["epoch"],
-            "best_mIoU": None if self.best["mIoU"] == -math.inf else self.best["mIoU"],
+            "best_metric": self.select,
+            "best_value": None if self.best["value"] == -math.inf else self.best["value"],
             "epochs_done": len(self.history),
             "history": self.history,
         }
 
     def _train_epoch(self, epoch: int) -> tuple:
-        set_train_mode(self.model, self.frozen)
+        set_train_mode(self.model, self.frozen, self.frozen_stage_modules)
         grad_clip = self.cfg["optim"]["grad_clip"]
         log_every = max(1, int(self.cfg["train"]["log_every"]))
         total = torch.zeros((), device=self.device)
@@ -329,13 +435,19 @@ class Trainer:
         started = time.time()
         for batch in self.train_loader:
             images = batch["image"].to(self.device, non_blocking=True)
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
             target = batch["mask"].to(self.device, non_blocking=True)
-            ids = batch["input_ids"].to(self.device, non_blocking=True)
-            attention = batch["attention_mask"].to(self.device, non_blocking=True)
             self.schedule.apply()
             with autocast(self.device, self.precision):
-                outputs = self.step_module(images, ids, attention)
+                outputs = self.step_module(images, **self._text_inputs(batch))
+            dense = outputs.pop("dense", None)
             loss, parts = self.criterion(outputs, target)
+            if dense is not None:
+                known = batch["dense_known"].to(self.device, non_blocking=True)
+                part = dense_loss(dense.float(), batch["dense"].to(self.device, non_blocking=True), known)
+                loss = loss + self.dense_weight * part
+                parts = {**parts, "dense": part.detach()}
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip:
@@ -349,6 +461,16 @@ class Trainer:
         seconds = time.time() - started
         mean_loss = dist_utils.all_reduce_mean(total / max(steps, 1), self.ctx)
         return float(mean_loss), seconds
+
+    def _text_inputs(self, batch: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
+        """The step module's text arguments: cached text-encoder output, or the token ids."""
+        if self.text_cache is not None:
+            cached = self.text_cache.lookup(batch.get("text_index", batch["index"]), self.device)
+            return {"words": cached["words"], "words_mask": cached["mask"]}
+        return {
+            "input_ids": batch["input_ids"].to(self.device, non_blocking=True),
+            "attention_mask": batch["attention_mask"].to(self.device, non_blocking=True),
+        }
 
     def _log_iteration(self, epoch: int, loss: torch.Tensor, parts: Mapping[str, torch.Tensor]) -> None:
         # the mean over processes: with equal local batches this is the loss of the global batch
@@ -369,8 +491,12 @@ class Trainer:
         )
         gathered = dist_utils.gather_objects(results_to_rows(results), self.ctx)
         rows = {row["index"]: row for part in gathered for row in part}
-        metrics = summarize(results_from_rows(rows[i] for i in sorted(rows)), scoring)
-        set_train_mode(self.model, self.frozen)
+        ordered = list(results_from_rows(rows[i] for i in sorted(rows)))
+        metrics = summarize(ordered, scoring)
+        groups = breakdown(ordered, self.val_set.samples, scoring)  # per source, phrasing, category
+        if groups:
+            metrics["breakdown"] = groups
+        set_train_mode(self.model, self.frozen, self.frozen_stage_modules)
         return metrics
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -396,7 +522,13 @@ class Trainer:
             "batch_size": self.cfg["train"]["batch_size"],
             "train_split": data["train_split"],
             "train_samples": len(self.train_set),
+            "precision": self.precision,
+            "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
+            "channels_last": self.channels_last,
+            "cache_text": self.text_cache is not None,
         }
+        if self.init_from:
+            training["init_from"] = self.init_from
         if metrics is not None:
             measured = dict(metrics)
             measured.update({"dataset": data["format"], "data_root": str(data["root"]), "split": data["val_split"], "epoch": epoch})
@@ -406,13 +538,14 @@ class Trainer:
         return config
 
     def _save(self, epoch: int, metrics: Optional[Mapping[str, Any]]) -> None:
-        improved = metrics is not None and metrics["mIoU"] > self.best["mIoU"]
+        improved = metrics is not None and metrics[self.select] > self.best["value"]
         if improved:
-            self.best = {"mIoU": float(metrics["mIoU"]), "epoch": epoch}
+            self.best = {"value": float(metrics[self.select]), "epoch": epoch}
         if not self.ctx.is_main:
             return
         config = self._checkpoint_config(epoch, metrics)
-        best_state = {"mIoU": None if self.best["mIoU"] == -math.inf else self.best["mIoU"], "epoch": self.best["epoch"]}
+        best_value = None if self.best["value"] == -math.inf else self.best["value"]
+        best_state = {"metric": self.select, "value": best_value, "epoch": self.best["epoch"]}
         state = {
             "epoch": epoch,
             "schedule": self.schedule.state_dict(),
@@ -422,25 +555,83 @@ class Trainer:
             "history": self.history,
         }
         # last/ stays float32 whatever save.dtype: it is what training resumes from
-        write_checkpoint(self.out / LAST, self.model, config, self.tokenizer, optimizer=self.optimizer, training_state=state)
+        extra = {DENSE_HEAD: self.dense_head.state_dict()} if self.dense_head is not None else None
+        write_checkpoint(
+            self.out / LAST, self.model, config, self.tokenizer, optimizer=self.optimizer, training_state=state, extra_tensors=extra
+        )
         if improved or self.val_set is None:
             write_checkpoint(self.out / BEST, self.model, config, self.tokenizer, dtype=self._save_dtype())
+            phrasing_cache.write(self.out / BEST, self.model, self.tokenizer, config)  # a fast "understood as"
             if improved:
-                self.log.info(f"new best validation mIoU {100 * self.best['mIoU']:.2f} at epoch {epoch}: {self.out / BEST}")
+                self.log.info(f"new best validation {self.select} {100 * self.best['value']:.2f} at epoch {epoch}: {self.out / BEST}")
 
     def _save_dtype(self) -> Optional[torch.dtype]:
         dtype = torch_dtype(self.cfg["save"]["dtype"])
         return None if dtype == torch.float32 else dtype
 
 
+def warm_start(model: nn.Module, checkpoint: Path) -> Dict[str, Any]:
+    """Load a checkpoint's weights into ``model`` (same layout; frozen encoders it references by
+    package stay as built); returns its lineage entry (path, name, weights sha256, its own lineage)."""
+    from rrsis_geo.models.checkpoint import WEIGHTS_NAME
+    from rrsis_geo.models.pretrained import sha256_file
+
+    config_path = checkpoint / "config.json"
+    if not config_path.is_file() or not (checkpoint / WEIGHTS_NAME).is_file():
+        raise InputError(f"model.init_from: {checkpoint} is not a checkpoint directory (config.json, {WEIGHTS_NAME})")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    prefixes = [entry["prefix"] for entry in config.get("external_weights") or []]
+    state = load_weights_file(checkpoint / WEIGHTS_NAME)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # a tensor of another shape
+        first = str(exc).split("\n\t")[1].split(":")[0] if "\n\t" in str(exc) else "a tensor of another shape"
+        raise CheckpointError(
+            f"model.init_from: {checkpoint} does not fit the configured model ({first}); warm start needs the same architecture"
+        ) from None
+    missing = [k for k in missing if not k.startswith(tuple(prefixes))]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"model.init_from: {checkpoint} does not fit the configured model (tensor {(missing or unexpected)[0]!r}); "
+            "warm start needs the same architecture"
+        )
+    previous = ((config.get("metrics") or {}).get("training") or {}).get("init_from")
+    entry: Dict[str, Any] = {"checkpoint": str(checkpoint), "name": config.get("name"), "sha256": sha256_file(checkpoint / WEIGHTS_NAME)}
+    if previous:
+        entry["init_from"] = previous
+    return entry
+
+
+def load_weights_file(path: Path) -> Dict[str, torch.Tensor]:
+    """A safetensors file as float32 tensors (checkpoints may store float16)."""
+    from safetensors.torch import load_file
+
+    return {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+
+
+def widen_scales(knowledge: Dict[str, Any], zoom: tuple) -> None:
+    """Zooming by ``zoom`` = (low, high) showed each category at GSD / high .. GSD / low: widen
+    its learned range (what a scene is checked against) accordingly, in place."""
+    low, high = zoom
+    for scale in (knowledge.get("scales") or {}).values():
+        scale["min"] = round(scale["min"] / high, 4)
+        scale["max"] = round(scale["max"] / low, 4)
+
+
 def train(
-    cfg: Mapping[str, Any], out_dir: Path, *, resume: bool = False, overwrite: bool = False, stop_after: Optional[int] = None
+    cfg: Mapping[str, Any],
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    stop_after: Optional[int] = None,
+    time_limit_s: Optional[float] = None,
 ) -> Dict[str, Any]:
     """Run a training job (joins the ``torchrun`` process group when launched by it)."""
     ctx = dist_utils.init_distributed(cfg["train"]["device"])
     completed = False
     try:
-        summary = Trainer(cfg, out_dir, ctx, resume=resume, overwrite=overwrite).fit(stop_after)
+        summary = Trainer(cfg, out_dir, ctx, resume=resume, overwrite=overwrite).fit(stop_after, time_limit_s)
         completed = True
         return summary
     finally:

@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Sampler, Subset
 
 from rrsis_geo.errors import OutputError, RRSISError
 from rrsis_geo.models import load_checkpoint, load_tokenizer
@@ -48,9 +48,9 @@ class ShardSampler(Sampler):
 
 
 def autocast(device: torch.device, precision: str):
-    """bf16 autocast on CUDA when asked for; a no-op context otherwise (float32 on CPU)."""
-    if device.type == "cuda" and precision == "bf16":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    """bf16 autocast when asked for (CUDA or CPU); a no-op context for float32."""
+    if precision == "bf16" and device.type in ("cuda", "cpu"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -116,8 +116,14 @@ def evaluate_checkpoint(
     categories: Optional[Sequence[str]] = None,
     image_dir: Optional[str] = None,
     scoring: Scoring = DEFAULT_SCORING,
+    precision: str = "auto",
+    limit: Optional[int] = None,
 ) -> Dict[str, Any]:
-    """Metrics of a checkpoint on one split (plus ``dataset``/``split``/``checkpoint`` fields)."""
+    """Metrics of a checkpoint on one split (plus ``dataset``/``split``/``checkpoint`` fields).
+
+    ``precision``: ``auto`` (bf16 on CUDA, float32 on the CPU), ``bf16`` or ``fp32``. ``limit``:
+    score every k-th sample only, about ``limit`` in all (quick comparisons; the same subset
+    for every checkpoint)."""
     model, config = load_checkpoint(checkpoint)
     tokenizer = load_tokenizer(checkpoint)
     fmt = dataset or detect_format(data_root, split)
@@ -125,8 +131,10 @@ def evaluate_checkpoint(
     ds = build_dataset(data, split, tokenizer, config, return_gt=True, fmt=fmt)
     torch_device = pick_device(device)
     model.to(torch_device)
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
-    precision = "bf16" if torch_device.type == "cuda" else "fp32"
+    subset = ds if not limit or limit >= len(ds) else Subset(ds, range(0, len(ds), -(-len(ds) // int(limit))))
+    loader = DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
+    if precision == "auto":
+        precision = "bf16" if torch_device.type == "cuda" else "fp32"
     results = evaluate_loader(
         model, loader, torch_device, precision=precision,
         threshold=float(threshold if threshold is not None else config.get("threshold", 0.5)),
@@ -204,6 +212,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--categories", nargs="+", help="category vocabulary for RefSegRS-format per-category IoU")
     parser.add_argument("--image-dir", help="RRSIS-D image directory, when not in the standard place")
     parser.add_argument("--overwrite", action="store_true", help="replace existing --out/--json files")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="auto: bf16 autocast on CUDA, float32 on the CPU; bf16 also on a CPU with native bf16")
+    parser.add_argument("--limit", type=int, help="score an evenly spaced subset of about this many samples")
     parser.add_argument(
         "--paper-code-scoring", action="store_true",
         help="score as the reference code behind the published tables: Pr@t counts IoU >= t, an empty "
@@ -224,6 +235,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             dataset=args.dataset, batch_size=args.batch_size, num_workers=args.workers, device=args.device,
             threshold=args.threshold, categories=args.categories, image_dir=args.image_dir,
             scoring=PAPER_CODE_SCORING if args.paper_code_scoring else DEFAULT_SCORING,
+            precision=args.precision, limit=args.limit,
         )
     except RRSISError as exc:
         print(f"error: {exc}", file=sys.stderr)

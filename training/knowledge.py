@@ -13,6 +13,8 @@ import statistics
 from collections import Counter, defaultdict
 from typing import Any, Dict, List, Sequence
 
+from rrsis_geo.understanding import prepositional_phrases, words
+
 from .datasets.base import Sample
 from .datasets.stats import model_gsd
 
@@ -41,13 +43,28 @@ def learned_phrasings(samples: Sequence[Sample], limit: int = MAX_PHRASINGS) -> 
     return {category: [text for text, _ in counter.most_common(limit)] for category, counter in sorted(counts.items())}
 
 
+def learned_words(samples: Sequence[Sample]) -> Dict[str, List[str]]:
+    """``lexicon`` (every word, plurals folded) and ``phrases`` (every prepositional phrase) of
+    the training expressions: what :mod:`rrsis_geo.understanding` holds an expression against
+    to say which of its parts the model never learned."""
+    lexicon, phrases = set(), set()
+    for sample in samples:
+        if sample.phrasing == "heldout":
+            continue
+        lexicon.update(words(sample.expression))
+        phrases.update(prepositional_phrases(sample.expression))
+    return {"lexicon": sorted(lexicon), "phrases": sorted(phrases)}
+
+
 def checkpoint_knowledge(samples: Sequence[Sample], stored_width: int, input_size: int) -> Dict[str, Any]:
-    """The ``scales``/``phrasings`` entries for a checkpoint config (only what the data records)."""
+    """The ``scales``/``phrasings``/``lexicon``/``phrases`` entries for a checkpoint config (only
+    what the data records)."""
     out: Dict[str, Any] = {}
     scales = learned_scales(samples, stored_width, input_size)
     if scales:
         out["scales"] = scales
     if any(sample.phrasing is not None for sample in samples):
         out["phrasings"] = learned_phrasings(samples)
+    out.update(learned_words(samples))
     return out
 

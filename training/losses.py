@@ -1,7 +1,10 @@
 """Training losses, chosen by the keys of ``model.forward_train``'s output.
 
 * LAVT / LGCE (``{"logits"}``): cross-entropy on the two-class logits, as LAVT (whose code
-  weights background 0.9 and target 1.1: ``loss.class_weights``).
+  weights background 0.9 and target 1.1: ``loss.class_weights``), plus ``dice_weight`` x the soft
+  Dice loss of the target probability per sample (0: off, as the papers). Dice balances a small
+  target against its background without moving the decision threshold, as class weights do
+  (they made every category over-segment: issue 21).
 * BTDNet (``{"logits", "recon_pred", "recon_target", "recon_mask"}``), the paper's eq. (10)-(14):
   CE on ``logits``, the (background, target) pair of the Fg-Bg predictor that inference takes the
   higher of; + ``fg_bg_weight`` (0.6) x the foreground/background supervision, in which each map
@@ -50,6 +53,18 @@ def foreground_background_bce(logits: torch.Tensor, target: torch.Tensor) -> tor
     return foreground + background
 
 
+def soft_dice(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Mean over samples of ``1 - (2|P∩T| + s) / (|P| + |T| + s)`` on the target probability of
+    ``[B, 2, h, w]`` logits against a ``[B, H, W]`` 0/1 target (an empty target asks for an empty
+    prediction); float32."""
+    if logits.shape[-2:] != target.shape[-2:]:
+        logits = F.interpolate(logits.float(), size=target.shape[-2:], mode="bilinear", align_corners=False)
+    probability = logits.float().softmax(dim=1)[:, 1].flatten(1)
+    truth = target.float().flatten(1)
+    overlap = (probability * truth).sum(1)
+    return (1.0 - (2.0 * overlap + smooth) / (probability.sum(1) + truth.sum(1) + smooth)).mean()
+
+
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean squared error over the positions where ``mask`` ``[B, L]`` is true (0 if none)."""
     per_position = (pred.float() - target.float()).pow(2).mean(dim=-1)  # [B, L]
@@ -65,12 +80,14 @@ class ReferringSegmentationLoss(nn.Module):
         class_weights: Optional[Sequence[float]] = None,
         fg_bg_weight: float = 0.6,
         recon_weight: float = 0.1,
+        dice_weight: float = 0.0,
     ):
         super().__init__()
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
         self.register_buffer("class_weights", weight, persistent=False)
         self.fg_bg_weight = float(fg_bg_weight)
         self.recon_weight = float(recon_weight)
+        self.dice_weight = float(dice_weight)
 
     def forward(self, outputs: Mapping[str, torch.Tensor], target: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """``(total loss, {part name: detached value})`` for one batch."""
@@ -92,4 +109,7 @@ class ReferringSegmentationLoss(nn.Module):
         if "logits" not in outputs:
             raise KeyError(f"forward_train must return at least 'logits'; got {sorted(outputs)}")
         ce = segmentation_ce(outputs["logits"], target, weight)
-        return ce, {"ce": ce.detach()}
+        if not self.dice_weight:
+            return ce, {"ce": ce.detach()}
+        dice = soft_dice(outputs["logits"], target)
+        return ce + self.dice_weight * dice, {"ce": ce.detach(), "dice": dice.detach()}

@@ -4,7 +4,7 @@ Usage::
 
     python -m training.train --config training/configs/lgce_refsegrs.yaml \
         [--data-root DIR] [--out DIR] [--epochs N] [--device cpu|cuda|auto] [--resume]
-        [--overwrite] [--workers N] [--threads N] [--stop-after N]
+        [--overwrite] [--workers N] [--threads N] [--stop-after N] [--time-limit MIN]
 
     # several GPUs (one process each), one or more nodes:
     torchrun --nproc_per_node 4 -m training.train --config ... --out runs/x
@@ -45,6 +45,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         "--stop-after", type=int, metavar="N",
         help="stop after N epochs of this invocation (wall-time limited jobs); continue later with --resume",
     )
+    parser.add_argument(
+        "--time-limit", type=float, metavar="MIN",
+        help="begin no epoch after MIN minutes of training (a fixed budget, e.g. for A/B runs); --resume continues",
+    )
     return parser.parse_args(argv)
 
 
@@ -61,13 +65,17 @@ def main(argv: Optional[List[str]] = None) -> int:
             num_threads=args.threads,
         )
         out = Path(args.out) if args.out else Path("runs") / str(cfg["name"])
-        summary = train(cfg, out, resume=args.resume, overwrite=args.overwrite, stop_after=args.stop_after)
+        summary = train(
+            cfg, out, resume=args.resume, overwrite=args.overwrite, stop_after=args.stop_after,
+            time_limit_s=None if args.time_limit is None else 60.0 * args.time_limit,
+        )
     except RRSISError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     if int(os.environ.get("RANK", "0")) == 0:
-        best = summary["best_mIoU"]
-        score = f"best validation mIoU {100 * best:.2f} (epoch {summary['best_epoch']})" if best is not None else "no validation"
+        best = summary["best_value"]
+        score = (f"best validation {summary['best_metric']} {100 * best:.2f} (epoch {summary['best_epoch']})"
+                 if best is not None else "no validation")
         print(f"done: {score}; checkpoints in {summary['best']} and {summary['last']}", flush=True)
     return 0
 

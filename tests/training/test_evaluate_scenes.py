@@ -130,13 +130,29 @@ def test_labels_source_ious_and_baseline(scored):
     assert c["road"]["whole image"] == pytest.approx(250 / 6, abs=0.01)
     # water only in image 2: 16*24 / (16*96 + 80*24) = 1/9
     assert (c["water"]["words"], c["water"]["images"], c["water"]["skipped"]) == (pytest.approx(11.11), 1, 1)
-    assert c["vegetation"] == {"images": 0, "skipped": 2, "words": None, "everyday": None, "whole image": None}
+    assert {k: c["vegetation"][k] for k in ("images", "skipped", "words", "everyday", "whole image")} == {
+        "images": 0, "skipped": 2, "words": None, "everyday": None, "whole image": None}
+    assert c["vegetation"]["words precision"] is None and c["vegetation"]["words recall"] is None
+    # pooled over both images (image 1: the prediction is the target, IoU 1)
+    rows = [r for im in result["images"] for r in im["scores"] if r["category"] == "building" and r["set"] == "words"]
+    assert first_building_exact(result)
+    tp, fp, fn = (sum(r[k] for r in rows) for k in ("tp", "fp", "fn"))
+    assert 0 < fp and 0 < fn
+    assert c["building"]["words precision"] == pytest.approx(100 * tp / (tp + fp), abs=0.01)
+    assert c["building"]["words recall"] == pytest.approx(100 * tp / (tp + fn), abs=0.01)
     assert dubai["mean"]["words"] == pytest.approx((60 + 100 / 12 + 100 / 9) / 3, abs=0.01)
     assert dubai["everyday_over_words"] == 1.0
     first = next(im for im in result["images"] if im["image"] == "tile_7/images/image_part_001.png")
     assert {r["expression"]: r["iou"] for r in first["scores"] if r["category"] == "building"} == {
         "building": 1.0, "houses": 1.0, "the buildings": 1.0, None: 0.5}
     assert sorted(first["skipped"]) == ["vegetation", "water"]
+
+
+def first_building_exact(result) -> bool:
+    """Image 1's building row has no false pixel (its IoU is 1)."""
+    first = next(im for im in result["images"] if im["image"] == "tile_7/images/image_part_001.png")
+    row = next(r for r in first["scores"] if r["expression"] == "building")
+    return row["fp"] == row["fn"] == 0 and row["tp"] > 0
 
 
 def test_box_source_ious_baseline_and_builder_gsd(scored):
@@ -157,12 +173,28 @@ def test_report_tables_and_seen_phrasings(scored):
     _, result, markdown = scored
     assert "Dubai single-class mIoU: words 26.5, everyday 26.5, whole image" in markdown
     assert "vehicles mIoU: words 22.2" in markdown
-    assert "| building | 60.0 | 60.0 | 50.0 | 2 | 0 |" in markdown
-    assert "| vegetation | — | — | — | 0 | 2 |" in markdown
+    building = result["sources"]["dubai"]["categories"]["building"]
+    assert (f"| building | 60.0 | 60.0 | 50.0 | {building['words precision']:.1f} | {building['words recall']:.1f} | "
+            f"{building['everyday precision']:.1f} | {building['everyday recall']:.1f} | 2 | 0 |") in markdown
+    assert "| vegetation | — | — | — | — | — | — | — | 0 | 2 |" in markdown
     seen = result["seen_in_training"]
     assert (seen["building"], seen["the buildings"], seen["houses"], seen["the vehicles"]) == (
         "yes", "within", "no", "within")
     assert "| houses | everyday | building | 60.0 | no |" in markdown
+
+
+def test_pooled_precision_recall_and_counts():
+    script = load_script()
+    pred = np.zeros((4, 4), bool)
+    pred[:2] = True  # 8 pixels
+    target = np.zeros((4, 4), bool)
+    target[1:3] = True  # 8 pixels, 4 of them predicted
+    valid = np.ones((4, 4), bool)
+    valid[0, 0] = False  # one false positive does not count
+    assert script.counts(pred, target, valid) == {"tp": 4, "fp": 3, "fn": 4}
+    rows = [script.counts(pred, target, valid), {"tp": 6, "fp": 7, "fn": 0}]
+    assert script.pooled_precision_recall(rows) == (pytest.approx(50.0), pytest.approx(71.43, abs=0.01))
+    assert script.pooled_precision_recall([]) == (None, None)
 
 
 def test_existing_output_is_kept(tmp_path, capsys):

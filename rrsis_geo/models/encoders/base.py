@@ -26,6 +26,10 @@ class VisionEncoder(nn.Module):
         """Run stage ``index`` (0..3) on ``x`` (the image for stage 0) -> ``[B, C_index, H/r, W/r]``."""
         raise NotImplementedError
 
+    def stage_modules(self, index: int) -> List[nn.Module]:
+        """The modules that stage ``index`` runs (e.g. to freeze the first stages in training)."""
+        raise NotImplementedError
+
     def forward(self, images: torch.Tensor) -> List[torch.Tensor]:
         """The four stage outputs without any fusion (for summaries and benchmarks)."""
         features = []

@@ -116,6 +116,10 @@ class EfficientNetEncoder(VisionEncoder):
         self._block_ranges = [tuple(range(a, b + 1)) for a, b in zip(starts, stops)]
         self.channels = tuple(channels[r] for r in (4, 8, 16, 32))  # type: ignore[assignment]
 
+    def stage_modules(self, index: int) -> List[nn.Module]:
+        stem = [self.conv_stem, self.bn1] if index == 0 else []
+        return stem + [self.blocks[block] for block in self._block_ranges[index]]
+
     def stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
         if index == 0:
             x = self.bn1(self.conv_stem(x))

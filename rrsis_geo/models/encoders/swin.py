@@ -15,7 +15,7 @@ than a stage's map at ``input_size`` are clamped to the map by timm at build tim
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, List, Mapping
 
 import torch
 from torch import nn
@@ -41,6 +41,9 @@ class SwinEncoder(VisionEncoder):
         self.channels = tuple(int(info["num_chs"]) for info in backbone.feature_info)  # type: ignore[assignment]
         patch = int(self.patch_embed.patch_size[0])
         self.reductions = tuple(patch * 2**i for i in range(4))  # type: ignore[assignment]
+
+    def stage_modules(self, index: int) -> List[nn.Module]:
+        return ([self.patch_embed] if index == 0 else []) + [self.stages[index]]
 
     def stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
         if index == 0:
