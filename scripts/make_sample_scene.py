@@ -85,13 +85,18 @@ def write_labels(path: Path, codes: np.ndarray, names: dict, epsg: int, transfor
     os.replace(tmp, path)
 
 
-def sample_arguments(argv: list[str] | None, doc: str, data: Path, out: Path) -> argparse.Namespace:
-    """``--data``, ``--out``, ``--overwrite`` of the sample scripts."""
+def sample_parser(doc: str, data: Path, out: Path | None) -> argparse.ArgumentParser:
+    """``--data``, ``--out``, ``--overwrite`` of the sample scripts (a script may add more)."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=data)
     parser.add_argument("--out", type=Path, default=out)
     parser.add_argument("--overwrite", action="store_true")
-    return parser.parse_args(argv)
+    return parser
+
+
+def sample_arguments(argv: list[str] | None, doc: str, data: Path, out: Path) -> argparse.Namespace:
+    """The parsed arguments of :func:`sample_parser`."""
+    return sample_parser(doc, data, out).parse_args(argv)
 
 
 def refuse_existing(paths: list[Path], overwrite: bool) -> bool:
