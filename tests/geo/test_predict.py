@@ -238,15 +238,19 @@ def test_resampling_to_the_model_gsd_keeps_map_coordinates(tmp_path, tokenizer):
     assert not off.attrs["rrsis"]["scenes"][0]["resampled"] and off.geometry.iloc[0].equals(truth)
 
 
-def test_several_scenes_share_layers_and_reproject_to_the_first_crs(tmp_path, red_segmenter):
+def test_several_scenes_share_layers_and_reproject_to_the_crs_asked_for(tmp_path, red_segmenter):
     a = write_geotiff(tmp_path / "a.tif", red_square_scene(80, 80, slice(10, 30), slice(10, 30)))
     b = write_geotiff(
         tmp_path / "b.tif", red_square_scene(80, 80, slice(10, 30), slice(10, 30)), crs="EPSG:4326", origin=(57.0, 25.3), res=1e-5
     )
     with pytest.raises(InputError, match=r"\{scene\}"):
-        rrsis_geo.predict([a, b], "red", segmenter=red_segmenter, prob_out=tmp_path / "p.tif")
+        rrsis_geo.predict([a, b], "red", segmenter=red_segmenter, crs="EPSG:32640", prob_out=tmp_path / "p.tif")
     out = tmp_path / "both.gpkg"
-    gdf = rrsis_geo.predict([a, b], "red", segmenter=red_segmenter, output=out, prob_out=tmp_path / "{scene}_p.tif")
+    with pytest.raises(InputError, match=r"different CRSs \(a.tif: EPSG:32640, b.tif: EPSG:4326\)"):
+        rrsis_geo.predict([a, b], "red", segmenter=red_segmenter, output=out)  # never reprojected silently
+    assert not out.exists()
+    gdf = rrsis_geo.predict([a, b], "red", segmenter=red_segmenter, output=out, crs="EPSG:32640",
+                            prob_out=tmp_path / "{scene}_p.tif")
     assert sorted(gdf.scene) == ["a.tif", "b.tif"]
     assert gdf.crs.to_epsg() == 32640
     back = gpd.read_file(out, layer="red")

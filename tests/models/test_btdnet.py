@@ -22,7 +22,8 @@ def test_forward_train_outputs(build, make_images, tokens, tokenizer):
     assert torch.equal(out["recon_mask"], tokens.attention_mask.bool())
     phrase = model.encode_text(tokens.input_ids, tokens.attention_mask)["phrase_mask"]
     masked = [tokenizer.convert_ids_to_tokens(ids[m].tolist()) for ids, m in zip(tokens.input_ids, phrase)]
-    assert masked == [["vehicle"], ["building"]]
+    # the paper's scope (IV-D2 masks noun phrases): the modifiers go with the head word
+    assert masked == [["light", "-", "duty", "vehicle"], ["building"]]
 
 
 def test_legacy_layout_keeps_the_mask_head_and_phrase_reconstruction(build, make_images, tokens):
@@ -84,4 +85,4 @@ def test_checkpoint_carries_phrase_rules_without_a_tokenizer(tmp_path, tokens, m
     assert int(model.phrase_masker.ready) == 1
     with torch.no_grad():
         phrase = model.encode_text(tokens.input_ids, tokens.attention_mask)["phrase_mask"]
-    assert phrase.sum(1).tolist() == [1, 1]
+    assert phrase.sum(1).tolist() == [4, 1]  # "light - duty vehicle", "building"
