@@ -107,17 +107,15 @@ class CheckpointEntry:
 
 
 def _describe(path: Path) -> str:
-    from .models.config_file import read_config
+    from .checkpoint_config import CheckpointConfig
 
     try:
-        config = read_config(path)
+        config = CheckpointConfig.read(path)
     except CheckpointError as exc:
         return f"unusable: {exc}"
-    parts = [str(config.get("name", path.name)), f"architecture {config.get('architecture')}"]
-    if config.get("input_size"):
-        parts.append(f"{config['input_size']} px")
-    if config.get("gsd_m"):
-        parts.append(f"trained at {config['gsd_m']} m/px")
+    parts = [config.display_name(path.name), f"architecture {config.architecture}", f"{config.input_size} px"]
+    if config.gsd_m:
+        parts.append(f"trained at {config.gsd_m:g} m/px")
     return ", ".join(parts)
 
 

@@ -11,7 +11,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from .errors import InputError, RRSISError
 
@@ -20,29 +20,16 @@ PROG = "rrsis-geo"
 
 # ------------------------------------------------------------------------------------------
 # argument helpers
-def _parse_numbers(text: str, option: str, count: int, kind: Callable = float) -> List:
-    parts = [p.strip() for p in text.replace(" ", ",").split(",") if p.strip()]
-    try:
-        values = [kind(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) != count:
-        example = "4,3,2" if option == "--bands" else "minx,miny,maxx,maxy"
-        raise InputError(f"{option} {text!r} is not {count} comma-separated numbers, e.g. {option} {example}")
-    return values
-
-
 def parse_bands(text: Optional[str]) -> Optional[List[int]]:
-    return None if text is None else _parse_numbers(text, "--bands", 3, int)
+    from .options import parse_bands as parse
+
+    return parse(text)
 
 
 def parse_bbox(text: Optional[str]):
-    if text is None:
-        return None
-    minx, miny, maxx, maxy = _parse_numbers(text, "--bbox", 4, float)
-    if not (maxx > minx and maxy > miny):
-        raise InputError(f"--bbox {text!r} must be minx,miny,maxx,maxy with maxx > minx and maxy > miny")
-    return (minx, miny, maxx, maxy)
+    from .options import parse_bbox as parse
+
+    return parse(text)
 
 
 def read_expressions(args: argparse.Namespace) -> List[str]:
@@ -98,33 +85,9 @@ class _ProgressBar:
 # ------------------------------------------------------------------------------------------
 # commands
 def _options_from(args: argparse.Namespace):
-    from .pipeline import PredictOptions
+    from .options import from_arguments
 
-    return PredictOptions(
-        checkpoint=args.checkpoint,
-        device=args.device,
-        output=args.output,
-        overwrite=args.overwrite,
-        tile_size=args.tile_size,
-        overlap=args.overlap,
-        batch_size=args.batch_size,
-        threshold=args.threshold,
-        bands=parse_bands(args.bands),
-        bbox=parse_bbox(args.bbox),
-        allow_no_crs=args.allow_no_crs,
-        prob_out=args.prob_out,
-        mask_out=args.mask_out,
-        simplify=args.simplify,
-        min_area=args.min_area,
-        fill_holes=args.fill_holes,
-        resample=args.resample,
-        readers=args.readers,
-        compile=args.compile,
-        force_gsd=args.force_gsd,
-        strict_vocabulary=args.strict_vocabulary,
-        on_read_error=args.on_read_error,
-        crs=args.crs,
-    )
+    return from_arguments(args)
 
 
 def _scale_text(gsd_m: Optional[float]) -> str:
@@ -178,11 +141,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _knowledge_lines(checkpoint: Path, verbose: bool = False) -> List[str]:
-    from .models.config_file import read_config
-    from .knowledge import describe_knowledge, model_knowledge
+    from .checkpoint_config import CheckpointConfig
+    from .knowledge import describe_knowledge
 
     try:
-        return describe_knowledge(model_knowledge(read_config(checkpoint)), verbose)
+        return describe_knowledge(CheckpointConfig.read(checkpoint).knowledge, verbose)
     except RRSISError:
         return []  # the description line already says why the checkpoint is unusable
 
@@ -226,7 +189,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     from .catalog import default_checkpoint, resolve_checkpoint
     from .engine import plan_tiles
-    from .models.config_file import read_config
+    from .checkpoint_config import DEFAULT_INPUT_SIZE, CheckpointConfig
     from .raster import band_summary, open_raster, scene_bounds
 
     bands = parse_bands(args.bands)
@@ -239,13 +202,13 @@ def cmd_info(args: argparse.Namespace) -> int:
         except rasterio.errors.RasterioIOError:
             pass  # open_raster says what is wrong
     source = open_raster(scene, bands=bands, bbox=parse_bbox(args.bbox), allow_no_crs=True)
-    config = {}
+    config = None
     checkpoint = None
     if args.checkpoint or default_checkpoint() is not None:
         checkpoint = resolve_checkpoint(args.checkpoint)
-        config = read_config(checkpoint)
-    tile = int(args.tile_size or config.get("input_size") or 512)
-    gsd_m = config.get("gsd_m")
+        config = CheckpointConfig.read(checkpoint)
+    tile = int(args.tile_size or (config.input_size if config else DEFAULT_INPUT_SIZE))
+    gsd_m = config.gsd_m if config else None
     plan = plan_tiles(source, tile, args.overlap, model_gsd=gsd_m, resample=False if gsd_m is None else None)
 
     r = source.region
@@ -280,7 +243,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if plan.resample:
         out.append(f"resampling:   to the model's {gsd_m} m/px (tile footprint {plan.footprint[1]} x {plan.footprint[0]} px)")
     if checkpoint is not None:
-        out.append(f"model:        {config.get('name', checkpoint.name)} ({checkpoint})")
+        out.append(f"model:        {config.display_name(checkpoint.name)} ({checkpoint})")
         lines = _knowledge_lines(checkpoint, args.verbose)
         out += [f"{'knows:' if k == 0 else '':14}{line}" for k, line in enumerate(lines)]
     if args.expression:
@@ -324,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from . import __version__
 
+    from .options import add_arguments
+
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -332,33 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scenes", nargs="+", metavar="SCENE", help="raster file(s) GDAL can read")
     p.add_argument("-e", "--expression", action="append", metavar="EXPR", help="referring expression (repeat for several)")
     p.add_argument("--expressions-file", metavar="F", help="text file, one expression per line ('#' comments)")
-    p.add_argument("-o", "--output", metavar="OUT.gpkg", help="GeoPackage to write (one layer per expression)")
-    p.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory or installed model name (default: see `models`)")
-    p.add_argument("--device", default="auto", metavar="DEV", help="auto (CUDA if available), cpu, cuda or cuda:N")
-    p.add_argument("--tile-size", type=int, metavar="PX", help="tile edge in model pixels (default: the model's input size)")
-    p.add_argument("--overlap", type=float, default=0.25, metavar="F", help="tile overlap fraction (default 0.25)")
-    p.add_argument("--batch-size", type=int, metavar="N", help="tiles per model call (default 2 on CPU, 16 on CUDA)")
-    p.add_argument("--threshold", type=float, metavar="P", help="probability threshold (default: the model's, usually 0.5)")
-    p.add_argument("--bands", metavar="R,G,B", help="1-based bands fed as red,green,blue, e.g. 4,3,2")
-    p.add_argument("--bbox", metavar="MINX,MINY,MAXX,MAXY", help="process only this box (in each scene's CRS)")
-    p.add_argument("--allow-no-crs", action="store_true", help="accept scenes without a CRS (file coordinates)")
-    p.add_argument("--crs", metavar="CRS", help="write the polygons in this CRS (e.g. EPSG:4326); needed for scenes in different CRSs")
-    p.add_argument("--prob-out", metavar="P.tif", help="probability GeoTIFF, one band per expression ({scene} for several scenes)")
-    p.add_argument("--mask-out", metavar="M.tif", help="mask GeoTIFF (1 target, 0 background, 255 nodata)")
-    p.add_argument("--simplify", type=float, default=0.0, metavar="UNITS", help="simplification tolerance in map units")
-    p.add_argument("--min-area", type=float, default=0.0, metavar="M2", help="drop polygons smaller than this (m2)")
-    p.add_argument("--fill-holes", type=float, default=0.0, metavar="M2", help="fill holes smaller than this (m2)")
-    p.add_argument("--resample", action=argparse.BooleanOptionalAction, default=None,
-                   help="resample to the model's training GSD (default: when it differs by > 25 %%)")
-    p.add_argument("--readers", type=int, metavar="N", help="reader threads (default 1 on CPU)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (long runs on a GPU)")
-    p.add_argument("--on-read-error", choices=("fail", "skip"), default="fail",
-                   help="pixels that cannot be read: fail (default) or skip (nodata, listed in a warning and the GeoPackage)")
-    p.add_argument("--force-gsd", action="store_true",
-                   help="run expressions even on scenes far coarser than the GSD their category was learned at")
-    p.add_argument("--strict-vocabulary", action="store_true",
-                   help="refuse (exit 2) expressions far from anything the model learned, instead of warning")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_arguments(p)  # every prediction option, from the one schema (rrsis_geo.options)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no 'understood as' lines")
     p.set_defaults(func=cmd_predict)
 
@@ -417,7 +356,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             return int(args.func(args) or 0)
         except RRSISError as exc:
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            from .options import CLI, describe
+
+            print(f"{PROG}: error: {describe(exc, CLI)}", file=sys.stderr)
             return int(getattr(exc, "exit_code", 2))
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted; no output was written", file=sys.stderr)

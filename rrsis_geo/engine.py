@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .errors import Cancelled, InputError, WindowReadError, cancel_requested
+from .errors import Cancelled, Fix, InputError, WindowReadError, cancel_requested
 from .raster import (
     RasterSource,
     Window,
@@ -88,7 +88,7 @@ def resolve_resample(source: RasterSource, model_gsd: Optional[float], resample:
     if not model_gsd or source.gsd is None:
         if resample:
             why = "the model's config has no gsd_m" if not model_gsd else "the scene has no CRS"
-            raise InputError(f"cannot resample to the model's ground sample distance: {why}; drop --resample")
+            raise InputError(f"cannot resample to the model's ground sample distance: {why}", fix=Fix("resample", False))
         return False
     if resample:
         return True

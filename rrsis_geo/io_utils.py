@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from .errors import OutputBusyError, OutputError, RRSISError
+from .errors import Fix, OutputBusyError, OutputError, RRSISError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -33,7 +33,7 @@ def check_output_target(path: PathLike, *, overwrite: bool = False, what: str = 
     if target.is_dir():
         raise OutputError(f"{what} {target} is a directory; give a file name")
     if target.exists() and not overwrite:
-        raise OutputError(f"{what} {target} already exists; pass --overwrite (overwrite=True) to replace it")
+        raise OutputError(f"{what} {target} already exists", fix=Fix("overwrite", effect="to replace it"))
     parent = target.parent
     if not parent.exists():
         raise OutputError(f"the directory of {what} {target} does not exist; create {parent} first")
@@ -255,7 +255,7 @@ class OutputTransaction:
             if not temp.exists():
                 raise OutputError(f"internal error: {target} was not written")
             if target.exists() and not self.overwrite:
-                raise OutputError(f"{target} appeared while the run was going; pass --overwrite to replace it")
+                raise OutputError(f"{target} appeared while the run was going", fix=Fix("overwrite", effect="to replace it"))
         for target, temp in self._temps.items():
             try:
                 os.replace(temp, target)

@@ -44,7 +44,8 @@ class CategoryScale:
     max_m: float
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"category": self.category, "gsd_m": self.gsd_m, "min": self.min_m, "max": self.max_m}
+        """The ``scales`` entry of ``config.json`` (the category is its key)."""
+        return {"gsd_m": self.gsd_m, "min": self.min_m, "max": self.max_m}
 
 
 @dataclass(frozen=True)
@@ -85,11 +86,13 @@ class ModelKnowledge:
         return CategoryScale(category or "default", g, g, g)
 
     def to_dict(self) -> Dict[str, Any]:
+        """The ``config.json`` keys this knowledge is read from: ``model_knowledge(k.to_dict()) == k``
+        (``vocabulary`` holds the phrasings outside any category)."""
         return {
             "gsd_m": self.default_gsd_m,
             "scales": {c: s.to_dict() for c, s in self.scales.items()},
             "phrasings": {c: list(p) for c, p in self.phrasings.items()},
-            "other_phrasings": list(self.extra_phrasings),
+            "vocabulary": list(self.extra_phrasings),
             "lexicon": list(self.lexicon),
             "phrases": list(self.phrases),
         }

@@ -20,18 +20,18 @@ per pass) -> write. Importing this module loads no torch: a refusal costs no mod
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import warnings
 from pathlib import Path
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from .errors import Cancelled, InputError, RasterError, VocabularyError
+from .errors import Cancelled, Fix, InputError, RasterError, VocabularyError
 from .io_utils import OutputTransaction, check_free_space, temp_path_beside
-from .raster import BBox, RasterSource, open_raster
+from .raster import RasterSource, open_raster
 from .rasterout import GeoTiffStripWriter, geotiff_bytes
-from .read_faults import check_policy, format_windows
+from .options import PredictOptions
+from .read_faults import format_windows
 from .scaleplan import ExpressionPlan, ScalePass, ScenePlan, check_coarse_early, plan_expressions, plan_scene
 from .vectorize import AreaMeter, PolygonAssembler, PolygonSink, VectorOptions, layer_names, write_geopackage
 
@@ -96,70 +96,14 @@ def _per_scene_paths(pattern: Optional[PathLike], scenes: Sequence[Path], option
     return paths
 
 
-def _check_number(name: str, value: Optional[float], low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = False) -> None:
-    if value is None:
-        return
-    below = value <= low if low_open else value < low
-    above = value >= high if high_open else value > high
-    if not math.isfinite(value) or below or above:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open or high == math.inf else "]"
-        raise InputError(f"{name} {value} is out of range {lo}{low}, {high}{hi}")
-
-
 def _default_batch_size(segmenter: "Segmenter") -> int:
-    return int(segmenter.config.get("batch_size") or (16 if segmenter.device.type == "cuda" else 2))
+    return int(segmenter.card.batch_size or (16 if segmenter.device.type == "cuda" else 2))
 
 
 def _default_readers(segmenter: "Segmenter") -> int:
     if segmenter.device.type != "cuda":
         return 1  # the CPU cores are busy with the model
     return max(1, min(4, (os.cpu_count() or 2) // 4))
-
-
-# ------------------------------------------------------------------------------------------
-# options
-@dataclass
-class PredictOptions:
-    """Every setting of :func:`predict`, checked by :meth:`validate` before anything is opened."""
-
-    checkpoint: Optional[PathLike] = None
-    device: str = "auto"
-    output: Optional[PathLike] = None
-    overwrite: bool = False
-    tile_size: Optional[int] = None
-    overlap: float = 0.25
-    batch_size: Optional[int] = None
-    threshold: Optional[float] = None
-    bands: Optional[Sequence[int]] = None
-    bbox: Optional[BBox] = None
-    allow_no_crs: bool = False
-    prob_out: Optional[PathLike] = None
-    mask_out: Optional[PathLike] = None
-    simplify: float = 0.0
-    min_area: float = 0.0
-    fill_holes: float = 0.0
-    resample: Optional[bool] = None
-    readers: Optional[int] = None
-    compile: bool = False
-    force_gsd: bool = False  # run expressions on scenes coarser than their category allows
-    strict_vocabulary: bool = False  # refuse expressions far from anything the model learned
-    on_read_error: str = "fail"  # "skip": unreadable blocks become nodata, listed in a warning and the GeoPackage
-    crs: Optional[str] = None  # the output's CRS (scenes reprojected into it); None: the scenes' own, which must agree
-
-    def validate(self) -> "PredictOptions":
-        """Raise :class:`InputError` for the first value out of range; return self."""
-        check_policy(self.on_read_error)
-        _check_number("overlap", self.overlap, 0.0, 0.9, high_open=True)
-        _check_number("threshold", self.threshold, 0.0, 1.0, low_open=True, high_open=True)
-        _check_number("simplify", self.simplify, 0.0)
-        _check_number("min_area", self.min_area, 0.0)
-        _check_number("fill_holes", self.fill_holes, 0.0)
-        if self.batch_size is not None and self.batch_size < 1:
-            raise InputError(f"batch size {self.batch_size} must be at least 1")
-        if self.tile_size is not None and self.tile_size < 16:
-            raise InputError(f"tile size {self.tile_size} is too small; use at least 16 px (the model's input size is best)")
-        return self
 
 
 @dataclass
@@ -247,8 +191,9 @@ def _open_scenes(scenes: Sequence[Path], options: PredictOptions) -> List[Raster
     if options.crs is None and len({src.crs.to_wkt() for src in sources if src.crs is not None}) > 1:
         named = ", ".join(f"{Path(src.path).name}: {_crs_name(src.crs)}" for src in sources)
         raise InputError(
-            f"the scenes are in different CRSs ({named}) and one output has one CRS; pass --crs (e.g. --crs "
-            f"{_crs_name(sources[0].crs)}) to reproject every scene's polygons into it, or predict them separately"
+            f"the scenes are in different CRSs ({named}) and one output has one CRS",
+            fix=Fix("crs", example=_crs_name(sources[0].crs),
+                    effect="to reproject every scene's polygons into it, or predict them separately"),
         )
     return sources
 
@@ -278,10 +223,9 @@ def output_crs(sources: Sequence[RasterSource], options: PredictOptions) -> Any:
 # plan
 def _checkpoint_knowledge(checkpoint: Optional[PathLike]):
     from .catalog import resolve_checkpoint
-    from .models.config_file import read_config
-    from .knowledge import model_knowledge
+    from .checkpoint_config import CheckpointConfig
 
-    return model_knowledge(read_config(resolve_checkpoint(checkpoint)))
+    return CheckpointConfig.read(resolve_checkpoint(checkpoint)).knowledge
 
 
 def plan_prediction(
@@ -491,7 +435,7 @@ def plan(
     """What :func:`predict` would do with these arguments, reading no tile: per expression how the
     model reads it and its scale, per scene the passes. Raises what ``predict`` would raise
     before its first tile (a coarse scene: :class:`~rrsis_geo.errors.ScaleError`)."""
-    options = replace(options or PredictOptions(), **settings).validate()
+    options = (options or PredictOptions()).replace(**settings)
     sources = _open_scenes(_scene_list(scene), options)
     texts = clean_expressions(expressions)
     if segmenter is None:
@@ -535,7 +479,7 @@ def predict(
     import geopandas as gpd
     import pandas as pd
 
-    options = replace(options or PredictOptions(), **settings).validate()
+    options = (options or PredictOptions()).replace(**settings)
     run = _Run(progress, cancel)
     scenes = _scene_list(scene)
     texts = clean_expressions(expressions)

@@ -23,7 +23,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .errors import InputError, RasterError, WindowReadError
+from .errors import Fix, InputError, RasterError, WindowReadError
 from .read_faults import block_windows, check_policy, guarded
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -173,17 +173,16 @@ def _pick_bands(count: int, colorinterp: Sequence[str], bands: Optional[Sequence
     if bands is not None:
         chosen = tuple(int(b) for b in bands)
         if len(chosen) != 3:
-            raise InputError(
-                f"give exactly three bands (red, green, blue order), got {len(chosen)}: e.g. --bands 4,3,2"
-            )
+            raise InputError(f"give exactly three bands (red, green, blue order), got {len(chosen)}",
+                             fix=Fix("bands", example=[4, 3, 2]))
         for band in chosen:
             if not 1 <= band <= count:
-                raise InputError(f"band {band} does not exist: {path} has bands 1 to {count}")
+                raise InputError(f"band {band} does not exist: {path} has bands 1 to {count}", fix=Fix("bands"))
         return chosen
     if count < 3:
         raise RasterError(
-            f"{path} has {count} band{'s' if count != 1 else ''}; the model needs three (RGB). "
-            f"Choose them with --bands, e.g. --bands {','.join(['1'] * 3)} for a grey image"
+            f"{path} has {count} band{'s' if count != 1 else ''}; the model needs three (RGB)",
+            fix=Fix("bands", example=[1, 1, 1], effect="for a grey image"),
         )
     names = [c.lower() for c in colorinterp]
     if all(c in names for c in ("red", "green", "blue")):
@@ -283,8 +282,8 @@ def _open_raster(
         if crs is None and not allow_no_crs:
             raise RasterError(
                 f"{scene} has no coordinate reference system, so polygons cannot be placed on a map. "
-                "Assign one (e.g. gdal_edit.py -a_srs EPSG:XXXX) or pass --allow-no-crs to get "
-                "polygons in the file's own (pixel) coordinates"
+                "Assign one (e.g. gdal_edit.py -a_srs EPSG:XXXX)",
+                fix=Fix("allow_no_crs", effect="to get polygons in the file's own (pixel) coordinates", alternative=True),
             )
         colorinterp = tuple(ci.name for ci in ds.colorinterp)
         chosen = _pick_bands(ds.count, colorinterp, bands, scene)

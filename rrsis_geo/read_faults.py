@@ -13,21 +13,20 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
-from .errors import InputError, WindowReadError
+from .errors import Fix, WindowReadError
+from .options import ReadErrorPolicy, check_value, spec
 
 T = TypeVar("T")
 
-ON_READ_ERROR = ("fail", "skip")
+ON_READ_ERROR = tuple(p.value for p in ReadErrorPolicy)
 #: extra attempts for a remote read, and the first pause (doubled after each failure)
 REMOTE_RETRIES = 3
 REMOTE_BACKOFF_S = 0.5
 
 
 def check_policy(on_read_error: str) -> str:
-    """Validate an ``on_read_error`` value ('fail' or 'skip')."""
-    if on_read_error not in ON_READ_ERROR:
-        raise InputError(f"on_read_error {on_read_error!r} must be one of {', '.join(ON_READ_ERROR)}")
-    return on_read_error
+    """Validate an ``on_read_error`` value ('fail' or 'skip'; :class:`ReadErrorPolicy`)."""
+    return check_value(spec("on_read_error"), on_read_error)
 
 
 def _read_errors() -> Tuple[type, ...]:
@@ -96,10 +95,10 @@ def guarded(
                 hint = "the file is damaged or cut short"
             where = f" at pixel window {describe_window(window)}" if window is not None else ""
             raise WindowReadError(
-                f"cannot {what} {scene}{where}{tried}: {cause} "
-                f"({hint}); pass --on-read-error skip to treat unreadable windows as nodata",
+                f"cannot {what} {scene}{where}{tried}: {cause} ({hint})",
                 scene=scene,
                 window=window,
+                fix=Fix("on_read_error", "skip", effect="to treat unreadable windows as nodata"),
             ) from exc
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
-from .errors import ScaleError
+from .errors import Fix, ScaleError
 from .knowledge import CategoryScale, ModelKnowledge
 from .raster import RasterSource
 from .understanding import Explanation, explain_with, word_matches
@@ -124,7 +124,8 @@ def check_coarse(source: RasterSource, expressions: Sequence[ExpressionPlan]) ->
             named = f" ({s.category})" if s.category in plan.explanation.categories and s.category != plan.expression else ""
             raise ScaleError(
                 f"'{plan.expression}'{named} needs a scene of {limit:g} m/px or finer (learned at {learned} m/px) but "
-                f"{source.path.name} has {have:.3g} m/px; use finer imagery, or --force-gsd to run it anyway"
+                f"{source.path.name} has {have:.3g} m/px; use finer imagery",
+                fix=Fix("force_gsd", effect="to run it anyway", alternative=True),
             )
 
 

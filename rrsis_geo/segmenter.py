@@ -19,15 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import CheckpointError, InputError
+from .checkpoint_config import CheckpointConfig
+from .errors import CheckpointError, Fix, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .knowledge import ModelKnowledge
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
@@ -40,7 +39,7 @@ def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.dev
         raise InputError(f"unknown device {device!r}; use auto, cpu or cuda (cuda:N)") from exc
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise InputError("CUDA is not available on this machine; use --device cpu (or auto)")
+            raise InputError("CUDA is not available on this machine", fix=Fix("device", "cpu"))
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise InputError(f"there is no {dev}; this machine has {torch.cuda.device_count()} CUDA device(s)")
     elif dev.type != "cpu":
@@ -92,6 +91,7 @@ class Segmenter:
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.config = dict(config)
+        self.card = CheckpointConfig.from_dict(self.config)  # the typed fields, checked
         self.checkpoint = checkpoint
         self.channels_last = channels_last and self.device.type == "cuda"
         if self.channels_last:
@@ -110,48 +110,45 @@ class Segmenter:
             # shapes are fixed per run (the engine pads the last batch), so no dynamic shapes
             self._segment_fn = torch.compile(self._segment_fn, dynamic=False)
 
-    # ---- config ----------------------------------------------------------------------------
+    # ---- config (typed once: rrsis_geo.checkpoint_config) -------------------------------------
     @property
     def name(self) -> str:
-        return str(self.config.get("name") or (self.checkpoint.name if self.checkpoint else "model"))
+        return self.card.display_name(self.checkpoint.name if self.checkpoint else "model")
 
     @property
     def input_size(self) -> int:
-        return int(self.config.get("input_size") or 512)
+        return self.card.input_size
 
     @property
     def threshold(self) -> float:
-        return float(self.config.get("threshold", 0.5))
+        return self.card.threshold
 
     @property
     def vocabulary(self) -> List[str]:
-        return [str(v) for v in self.config.get("vocabulary", [])]
+        return list(self.card.vocabulary)
 
     @property
     def max_tokens(self) -> int:
-        return int(self.config.get("max_tokens", 20))
+        return self.card.max_tokens
 
     @property
     def gsd_m(self) -> Optional[float]:
-        value = self.config.get("gsd_m")
-        return float(value) if value else None
+        return self.card.gsd_m
 
     @property
     def knowledge(self) -> "ModelKnowledge":
         """Categories, phrasings and per-category scales of the checkpoint (:mod:`.knowledge`)."""
         if self._knowledge is None:
-            from .knowledge import model_knowledge
-
-            self._knowledge = model_knowledge(self.config)
+            self._knowledge = self.card.knowledge
         return self._knowledge
 
     @property
     def mean(self) -> Sequence[float]:
-        return tuple(self.config.get("mean") or IMAGENET_MEAN)
+        return self.card.mean
 
     @property
     def std(self) -> Sequence[float]:
-        return tuple(self.config.get("std") or IMAGENET_STD)
+        return self.card.std
 
     def __repr__(self) -> str:
         return f"Segmenter({self.name!r}, device={self.device}, input_size={self.input_size})"

@@ -2,17 +2,16 @@
 
 The default model is looked for first inside the plugin (a packaged plugin may bundle it under
 ``resources/models/default``), then where the library looks, as the worker reported it in its
-``hello`` (``default_checkpoint``; the library is never imported in QGIS's process). Reading
-``config.json`` for the dock (name, vocabulary, default threshold) is plain JSON; the model
-itself is loaded by the worker process.
+``hello`` (``default_checkpoint``). ``config.json`` is read for the dock (name, vocabulary, default
+threshold) by the library's standard-library-only typed config; the model itself is loaded by the
+worker process.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import List, Optional
 
 from .paths import bundled_default_checkpoint
 
@@ -64,28 +63,21 @@ class ModelCard:
 
 
 def read_card(path: Optional[Path]) -> Optional[ModelCard]:
-    """A :class:`ModelCard` for ``path`` (``None`` when there is no path)."""
+    """A :class:`ModelCard` for ``path`` (``None`` when there is no path), read by the library's
+    typed config (:class:`rrsis_geo.checkpoint_config.CheckpointConfig`, standard library only)."""
+    from rrsis_geo.checkpoint_config import CheckpointConfig
+    from rrsis_geo.errors import CheckpointError
+
     if path is None:
         return None
-    config_file = Path(path) / "config.json"
-    if not config_file.is_file():
-        return ModelCard(Path(path), Path(path).name, error=f"{path} holds no config.json: it is not an rrsis checkpoint")
     try:
-        config: Any = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return ModelCard(Path(path), Path(path).name, error=f"{config_file} cannot be read: {exc}")
-    if not isinstance(config, dict):
-        return ModelCard(Path(path), Path(path).name, error=f"{config_file} is not a checkpoint config")
-    vocabulary = [str(v) for v in config.get("vocabulary") or [] if str(v).strip()]
-    try:
-        threshold = float(config.get("threshold", 0.5))
-    except (TypeError, ValueError):
-        threshold = 0.5
-    size = config.get("input_size")
+        config = CheckpointConfig.read(path)
+    except CheckpointError as exc:
+        return ModelCard(Path(path), Path(path).name, error=str(exc))
     return ModelCard(
         path=Path(path),
-        name=str(config.get("name") or Path(path).name),
-        threshold=threshold,
-        input_size=int(size) if isinstance(size, (int, float)) else None,
-        vocabulary=vocabulary,
+        name=config.display_name(Path(path).name),
+        threshold=config.threshold,
+        input_size=config.input_size,
+        vocabulary=[v for v in config.vocabulary if v.strip()],
     )

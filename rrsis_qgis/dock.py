@@ -44,6 +44,9 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from rrsis_geo.errors import InputError
+from rrsis_geo.options import DOCK, PredictOptions, describe, spec
+
 from . import checkpoints, deps, devices
 from .deps_panel import DependencyPanel, usable
 from .devices import WorkerProbe
@@ -63,6 +66,27 @@ from .task import Outcome, SegmentationRequest, SegmentTask
 
 #: the hint waits this long after the last key before asking the worker
 HINT_DELAY_MS = 1000
+
+#: the control of each option the dock offers (front end "dock" of :mod:`rrsis_geo.options`);
+#: a test fails when the schema gains a dock option without one
+DOCK_CONTROLS = {
+    "checkpoint": "model_widget", "device": "device_combo", "output": "output_widget",
+    "overwrite": "overwrite_check", "tile_size": "tile_spin", "overlap": "overlap_spin",
+    "threshold": "threshold_slider", "bands": "bands_edit", "bbox": "extent_combo",
+    "force_gsd": "force_gsd_check", "on_read_error": "read_error_combo",
+}
+
+
+def _choices(name: str) -> QComboBox:
+    """A combo box of an option's choices, as the schema lists and labels them."""
+    combo = QComboBox()
+    option = spec(name)
+    for value in option.choices:
+        combo.addItem(option.choice_label(value), value)
+    combo.setCurrentIndex(combo.findData(option.default))
+    combo.setToolTip(option.help[:1].upper() + option.help[1:])
+    _compact(combo)
+    return combo
 
 
 def _compact(combo: QComboBox) -> None:
@@ -148,11 +172,7 @@ class SegmentDock(QgsDockWidget):
         self.model_label.setWordWrap(True)
         form.addRow("", self.model_label)
 
-        self.device_combo = QComboBox()
-        self.device_combo.addItem("Automatic", "auto")
-        self.device_combo.addItem("CPU", "cpu")
-        self.device_combo.addItem("GPU (CUDA)", "cuda")
-        _compact(self.device_combo)
+        self.device_combo = _choices("device")
         self._set_gpu_available(False)
         form.addRow("Device", self.device_combo)
 
@@ -210,10 +230,11 @@ class SegmentDock(QgsDockWidget):
         self.tile_spin.setSpecialValueText("model default")
         self.tile_spin.setSuffix(" px")
         advanced_form.addRow("Tile size", self.tile_spin)
+        overlap = spec("overlap")
         self.overlap_spin = QDoubleSpinBox()
-        self.overlap_spin.setRange(0.0, 0.75)
         self.overlap_spin.setSingleStep(0.05)
-        self.overlap_spin.setValue(0.25)
+        self.overlap_spin.setRange(overlap.low, overlap.high - (0.05 if overlap.high_open else 0.0))
+        self.overlap_spin.setValue(overlap.default)
         advanced_form.addRow("Tile overlap", self.overlap_spin)
         self.bands_edit = QLineEdit()
         self.bands_edit.setPlaceholderText("automatic (RGB)")
@@ -230,11 +251,7 @@ class SegmentDock(QgsDockWidget):
             "For layers that are not files (WMS, XYZ, virtual): map units per pixel of the exported image"
         )
         advanced_form.addRow("Export resolution", self.resolution_spin)
-        self.read_error_combo = QComboBox()
-        self.read_error_combo.addItem("Stop the run", "fail")
-        self.read_error_combo.addItem("Skip (nodata)", "skip")
-        _compact(self.read_error_combo)
-        self.read_error_combo.setToolTip("What to do with pixel windows that cannot be read (a corrupt or truncated file)")
+        self.read_error_combo = _choices("on_read_error")
         advanced_form.addRow("Unreadable pixels", self.read_error_combo)
         self.force_gsd_check = QCheckBox("Run anyway")
         self.force_gsd_check.setToolTip(
@@ -464,19 +481,20 @@ class SegmentDock(QgsDockWidget):
         self.set_status("drag a rectangle on the map")
 
     def _blocker(self) -> Optional[str]:
-        """Why Run cannot start now (None: it can)."""
+        """Why Run cannot start now (None: it can): the one place these are checked, for the
+        Run button's state and for :meth:`build_request`."""
         if not self.dependencies_ok:
             return "set up the worker Python first (see above)"
-        if self.layer_combo.currentLayer() is None:
+        if not isinstance(self.layer_combo.currentLayer(), QgsRasterLayer):
             return "add a raster layer to the project"
         if self.card is None:
             return checkpoints.NO_DEFAULT_MODEL
         if not self.card.usable:
             return self.card.error
         if not split_expressions(self.expression_edit.text()):
-            return "type what to segment"
+            return "type what to segment, e.g. 'building along the road'"
         if self.file_radio.isChecked() and not self.output_widget.filePath().strip():
-            return "choose the GeoPackage to write"
+            return "choose the GeoPackage file to write, or 'Temporary layers'"
         return None
 
     def _update_state(self, *_args) -> None:
@@ -518,21 +536,14 @@ class SegmentDock(QgsDockWidget):
 
     def build_request(self) -> SegmentationRequest:
         """The request for the current choices; :class:`LayerInputError` when unusable."""
+        blocker = self._blocker()
+        if blocker is not None:
+            raise LayerInputError(blocker)
         layer = self.layer_combo.currentLayer()
-        if not isinstance(layer, QgsRasterLayer):
-            raise LayerInputError("choose a raster layer")
         expressions = split_expressions(self.expression_edit.text())
-        if not expressions:
-            raise LayerInputError("type what to segment, e.g. 'building along the road'")
-        if self.card is None:
-            raise LayerInputError(checkpoints.NO_DEFAULT_MODEL)
-        if not self.card.usable:
-            raise LayerInputError(self.card.error)
         output = None
         if self.file_radio.isChecked():
             output = self.output_widget.filePath().strip()
-            if not output:
-                raise LayerInputError("choose the GeoPackage file to write, or 'Temporary layers'")
             if not output.lower().endswith(".gpkg"):
                 output += ".gpkg"
             if os.path.exists(output) and not self.overwrite_check.isChecked():
@@ -541,24 +552,33 @@ class SegmentDock(QgsDockWidget):
         extent = extent_for(self.extent_combo.currentData(), layer, self.canvas, self.picker, self.project)
         resolution = self.resolution_spin.value() or None
         raster = plan_raster_input(layer, extent, resolution, self._fallback_resolution(layer))
-        if self.python_choice.python is None:
-            raise LayerInputError("no worker Python: click Install now, or set Advanced → Worker Python")
         return SegmentationRequest(
             raster=raster,
             expressions=expressions,
             python=self.python_choice.python,
-            checkpoint=self.card.path,
-            device=self.device_combo.currentData(),
-            threshold=self.threshold_slider.value() / 100.0,
-            tile_size=self.tile_spin.value() or None,
-            overlap=self.overlap_spin.value(),
-            bands=bands,
-            output=output,
-            overwrite=self.overwrite_check.isChecked(),
+            options=self.options(output, bands, raster.bbox),
             group_name=f"rrsis — {layer.name()}",
-            on_read_error=self.read_error_combo.currentData(),
-            force_gsd=self.force_gsd_check.isChecked(),
         )
+
+    def options(self, output: Optional[str] = None, bands: Optional[List[int]] = None, bbox=None) -> PredictOptions:
+        """The library's options for the dock's controls, checked by the library's schema (an
+        error names the control that fixes it); :data:`DOCK_CONTROLS` maps each to its widget."""
+        try:
+            return PredictOptions(
+                checkpoint=str(self.card.path) if self.card is not None and self.card.path else None,
+                device=self.device_combo.currentData(),
+                output=output,
+                overwrite=self.overwrite_check.isChecked(),
+                tile_size=self.tile_spin.value() or None,
+                overlap=self.overlap_spin.value(),
+                threshold=self.threshold_slider.value() / 100.0,
+                bands=bands,
+                bbox=tuple(bbox) if bbox else None,
+                force_gsd=self.force_gsd_check.isChecked(),
+                on_read_error=self.read_error_combo.currentData(),
+            ).validate()
+        except InputError as exc:
+            raise LayerInputError(describe(exc, DOCK)) from None
 
     def run(self) -> Optional[SegmentTask]:
         """Start a background run with the current choices (returns the task, or None)."""

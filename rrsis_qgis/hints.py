@@ -17,6 +17,9 @@ from typing import Any, Dict, List, Optional, Tuple
 from qgis.core import Qgis, QgsMessageLog
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
+from rrsis_geo.errors import Fix
+from rrsis_geo.options import DOCK, advice
+
 from . import worker_client
 from .background import BackgroundCall
 
@@ -133,6 +136,6 @@ def hint_lines(
         text = str(msg.get("understood") or msg.get("text") or "")
         coarsest = msg.get("coarsest_scene_m")
         if scene_gsd_m and coarsest and scene_gsd_m > float(coarsest):
-            text += f"; this layer is {scene_gsd_m:.3g} m/px, too coarse (or tick Advanced → Coarse scenes: Run anyway)"
+            text += f"; this layer is {scene_gsd_m:.3g} m/px, too coarse (or {advice(Fix('force_gsd'), DOCK)})"
         lines.append(("⚠ " if msg.get("known") is False else "") + text)
     return lines

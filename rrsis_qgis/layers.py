@@ -73,18 +73,17 @@ def file_source(layer: QgsRasterLayer) -> Optional[str]:
     return None
 
 
-def parse_bands(text: str) -> Optional[List[int]]:
-    """``"4,3,2"`` -> ``[4, 3, 2]``; empty -> ``None`` (the library chooses)."""
-    parts = [p for p in text.replace(" ", ",").split(",") if p]
-    if not parts:
-        return None
+def parse_bands(text: str, front_end: str = "dock") -> Optional[List[int]]:
+    """``"4,3,2"`` -> ``[4, 3, 2]``; empty -> ``None`` (the library chooses); the library's
+    schema parses it, the error is worded for ``front_end`` (dock or processing)."""
+    from rrsis_geo.errors import InputError
+    from rrsis_geo.options import describe
+    from rrsis_geo.options import parse_bands as parse
+
     try:
-        bands = [int(p) for p in parts]
-    except ValueError:
-        raise LayerInputError(f"bands {text!r}: give band numbers separated by commas, e.g. 4,3,2") from None
-    if len(bands) != 3 or min(bands) < 1:
-        raise LayerInputError(f"bands {text!r}: give three band numbers (1 is the first band), e.g. 4,3,2")
-    return bands
+        return parse(text)
+    except InputError as exc:
+        raise LayerInputError(describe(exc, front_end)) from None
 
 
 def extent_in_layer_crs(

@@ -21,6 +21,8 @@ from typing import Any, Dict, List, Optional
 from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsRasterBlockFeedback, QgsTask
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 
+from rrsis_geo.options import DOCK, WORKER, PredictOptions, describe
+
 from . import protocol
 from .layers import LayerInputError, RasterInput, add_results
 from .worker_client import WorkerCancelled, WorkerFailure, WorkerRun
@@ -36,22 +38,20 @@ EXPORT_SHARE = 15.0
 
 @dataclass
 class SegmentationRequest:
-    """Everything one run needs; built on the main thread by the dock."""
+    """Everything one run needs; built on the main thread by the dock or Processing.
+
+    ``options`` are the library's own (:class:`rrsis_geo.options.PredictOptions`, validated by
+    the front end that built them); ``options.output`` None: temporary layers."""
 
     raster: RasterInput
     expressions: List[str]
     python: str  # the worker interpreter (rrsis_qgis.deps.choose_python)
-    checkpoint: Optional[Path] = None
-    device: str = "auto"
-    threshold: Optional[float] = None
-    tile_size: Optional[int] = None
-    overlap: float = 0.25
-    bands: Optional[List[int]] = None
-    output: Optional[str] = None  # GeoPackage path; None: temporary layers
-    overwrite: bool = False
+    options: PredictOptions = field(default_factory=PredictOptions)
     group_name: str = "rrsis results"
-    on_read_error: str = "fail"  # "skip": unreadable pixel windows become nodata (listed in a warning)
-    force_gsd: bool = False  # run on scenes coarser than the model learned
+
+    @property
+    def output(self) -> Optional[str]:
+        return None if self.options.output is None else str(self.options.output)
 
 
 @dataclass
@@ -64,42 +64,16 @@ class Outcome:
     feature_count: int = 0
 
 
-#: the library's messages name CLI options; in the plugin the same choice has another name
-DOCK_OPTIONS = {
-    "pass --on-read-error skip": "choose Advanced → Unreadable pixels: Skip",
-    "--force-gsd to run it anyway": "tick Advanced → Coarse scenes: Run anyway",
-    "--force-gsd": "Advanced → Coarse scenes: Run anyway",
-}
-
-
-def in_plugin_terms(text: str, options: Dict[str, str] = DOCK_OPTIONS) -> str:
-    """``text`` with the CLI options it names replaced by where the plugin offers them."""
-    for cli, plugin in options.items():
-        text = text.replace(cli, plugin)
-    return text
-
-
 class RunCancelled(Exception):
     """The user cancelled before the library was called (during the export)."""
 
 
 def worker_request(request: SegmentationRequest, scene: str, output: str) -> Dict[str, Any]:
-    """The ``run`` message fields for ``request`` (see :mod:`rrsis_qgis.protocol`)."""
-    return {
-        "scene": scene,
-        "expressions": list(request.expressions),
-        "checkpoint": str(request.checkpoint) if request.checkpoint else None,
-        "device": request.device,
-        "output": output,
-        "overwrite": request.overwrite,
-        "tile_size": request.tile_size,
-        "overlap": request.overlap,
-        "bands": request.bands,
-        "threshold": request.threshold,
-        "bbox": list(request.raster.bbox) if request.raster.bbox else None,
-        "on_read_error": request.on_read_error,
-        "force_gsd": request.force_gsd,
-    }
+    """The ``run`` message fields for ``request`` (see :mod:`rrsis_qgis.protocol`): the scene,
+    the expressions and every option the worker carries, from the one schema."""
+    options = request.options.to_dict(WORKER)
+    options.update(output=output, bbox=list(request.raster.bbox) if request.raster.bbox else None)
+    return {"scene": scene, "expressions": list(request.expressions), **options}
 
 
 class SegmentTask(QgsTask):
@@ -252,7 +226,7 @@ class SegmentTask(QgsTask):
         exc = self.exception
         if isinstance(exc, LayerInputError) or (isinstance(exc, WorkerFailure) and exc.kind in ("input", "dependency", "start", "protocol")):
             QgsMessageLog.logMessage(str(exc), LOG_TAG, Qgis.Warning)
-            return Outcome("error", in_plugin_terms(str(exc)))
+            return Outcome("error", describe(exc, DOCK))  # the fix, if any, as the dock's control
         if isinstance(exc, WorkerFailure):  # a crash or a bug in the worker: the details go to the log
             QgsMessageLog.logMessage(f"{exc}\n{exc.detail}", LOG_TAG, Qgis.Critical)
             return Outcome("error", f"{exc} (details in the rrsis tab of the log messages panel)")

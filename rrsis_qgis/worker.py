@@ -181,13 +181,6 @@ def import_extensions() -> None:
         importlib.import_module(name)
 
 
-def _bbox(value: Any) -> Optional[tuple]:
-    return tuple(float(v) for v in value) if value else None
-
-
-READ_ERROR_POLICIES = ("fail", "skip")
-
-
 def scale_text(gsd_m: Optional[float]) -> str:
     """How the dock and the log say the scale an expression runs at."""
     return f"runs at {gsd_m:g} m/px" if gsd_m else "runs at the scene's GSD"
@@ -238,16 +231,13 @@ def run(request: Dict[str, Any], channel: Channel, cancel: Callable[[], bool]) -
     """Segment (the library opens the scene, refuses it when far too coarse, then loads the
     model), write the GeoPackage; report through ``channel``."""
     import rrsis_geo
-    from rrsis_geo.errors import InputError
+    from rrsis_geo.options import PredictOptions
     from rrsis_geo.vectorize import layer_names
 
     import_extensions()
     expressions = [str(e) for e in request["expressions"]]
     scene, output = str(request["scene"]), str(request["output"])
-    on_read_error = str(request.get("on_read_error") or "fail")
-    if on_read_error not in READ_ERROR_POLICIES:
-        raise InputError(f"on_read_error must be one of {', '.join(READ_ERROR_POLICIES)}, not {on_read_error!r}")
-    force_gsd = bool(request.get("force_gsd"))
+    options = PredictOptions.from_dict(request)  # the schema's fields, validated; the rest ignored
     quoted = ", ".join(repr(e) for e in expressions)
 
     def progress(done: int, total: int, text: str = "") -> None:
@@ -262,14 +252,7 @@ def run(request: Dict[str, Any], channel: Channel, cancel: Callable[[], bool]) -
         send_plan(channel, plan.to_dict())
 
     # the library opens the scene once and refuses one far too coarse before the model loads
-    gdf = rrsis_geo.predict(
-        scene, expressions, checkpoint=request.get("checkpoint"), device=request.get("device") or "auto", output=output,
-        overwrite=bool(request.get("overwrite")), tile_size=request.get("tile_size"),
-        overlap=float(request.get("overlap", 0.25)), bands=request.get("bands"),
-        threshold=request.get("threshold"), bbox=_bbox(request.get("bbox")),
-        force_gsd=force_gsd, on_read_error=on_read_error,
-        progress=progress, cancel=cancel, on_plan=on_plan,
-    )
+    gdf = rrsis_geo.predict(scene, expressions, options, progress=progress, cancel=cancel, on_plan=on_plan)
     counts = gdf.groupby("expression").size().to_dict() if len(gdf) else {}
     layers = [
         {"name": name, "expression": e, "count": int(counts.get(e, 0))}
@@ -320,8 +303,9 @@ def _error(channel: Channel, exc: BaseException) -> int:
         text = f"the worker's Python ({sys.executable}) lacks a package: {exc}"
         channel.send(protocol.ERROR, kind="dependency", text=protocol.one_line(text))
         return 2
-    if isinstance(exc, RRSISError):
-        channel.send(protocol.ERROR, kind="input", text=protocol.one_line(exc), error=type(exc).__name__)
+    if isinstance(exc, RRSISError):  # what is wrong, and the option that fixes it as data
+        fix = exc.fix.to_dict() if exc.fix is not None else None
+        channel.send(protocol.ERROR, kind="input", text=protocol.one_line(exc.message), error=type(exc).__name__, fix=fix)
         return 2
     channel.send(
         protocol.ERROR, kind="internal", text=protocol.one_line(f"{type(exc).__name__}: {exc}"),

@@ -1,7 +1,8 @@
 """The plugin's side of the worker: start it, send the job, read its messages, cancel, kill.
 
 Used from a ``QgsTask`` thread (the dock) and from Processing (any thread): it needs no Qt event
-loop, only :mod:`subprocess` and two reader threads. Nothing here imports the library.
+loop, only :mod:`subprocess` and two reader threads. Nothing here imports the library but its
+standard-library-only error types (:class:`rrsis_geo.errors.Fix`).
 
 A run ends in exactly one of: the worker's ``result`` (returned), or a :class:`WorkerFailure`
 (:class:`WorkerCancelled` when the user cancelled; :class:`WorkerCrashed` when the worker died
@@ -20,6 +21,8 @@ import time
 from collections import deque
 from typing import IO, Any, Callable, Deque, Dict, List, Optional
 
+from rrsis_geo.errors import Fix
+
 from . import protocol
 from .paths import PLUGIN_DIR
 
@@ -35,10 +38,15 @@ class WorkerFailure(Exception):
     """The run did not produce a result; ``kind`` is a :data:`protocol.ERROR_KINDS` value or
     ``start`` / ``crash``; ``detail`` holds a traceback or the worker's last stderr lines."""
 
-    def __init__(self, kind: str, text: str, detail: str = "") -> None:
+    def __init__(self, kind: str, text: str, detail: str = "", fix: Optional[Fix] = None) -> None:
         super().__init__(text)
         self.kind = kind
         self.detail = detail
+        self.fix = fix  # the option that fixes it (the library's, as data): each front end words it
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class WorkerCancelled(WorkerFailure):
@@ -308,7 +316,8 @@ class WorkerRun:
         if error is not None:
             if error.get("kind") == "cancelled":
                 raise WorkerCancelled(str(error.get("text") or "cancelled; nothing was written"))
-            raise WorkerFailure(str(error.get("kind") or "internal"), str(error.get("text") or ""), str(error.get("detail") or ""))
+            raise WorkerFailure(str(error.get("kind") or "internal"), str(error.get("text") or ""),
+                                str(error.get("detail") or ""), Fix.from_dict(error.get("fix")))
         if self._cancel_deadline is not None:
             raise WorkerCancelled("cancelled; the worker was stopped")
         detail = "\n".join(self.stderr_tail)

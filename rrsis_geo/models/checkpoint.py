@@ -28,6 +28,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from ..checkpoint_config import CheckpointConfig
 from ..errors import CheckpointError, OutputError
 from ..io_utils import publish_modes, replace_dir
 from .pretrained import resolve_pretrained, verify_sha256
@@ -70,6 +71,7 @@ def save_checkpoint(
         tensors[key] = value.contiguous().clone()
     full_config = dict(config)
     full_config.setdefault("format_version", FORMAT_VERSION)
+    CheckpointConfig.from_dict(full_config)  # checked when written, as when read
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:

@@ -38,6 +38,7 @@ from timm.layers import Attention, trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from ..checkpoint_config import DEFAULT_INPUT_SIZE
 from ..errors import CheckpointError
 from .base import TextState
 from .lavt import LAVT, build_lavt_parts
@@ -178,7 +179,7 @@ def build_lgce(config: Mapping[str, Any], load_pretrained: PretrainedSelection =
         raise CheckpointError(f"lgce.shallow_stage must be 0, 1 or 2 (stage 3 is the deep one), got {shallow_stage}")
     channels = parts["vision_encoder"].channels
     reductions = parts["vision_encoder"].reductions
-    size = int(config.get("input_size") or 512)
+    size = int(config.get("input_size") or DEFAULT_INPUT_SIZE)
     enhancement = CrossScaleEnhancement(
         channels[shallow_stage],
         channels[3],

@@ -40,6 +40,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
+from rrsis_geo.errors import InputError
+from rrsis_geo.options import PROCESSING, OptionSpec, PredictOptions, describe, specs
 
 from .. import checkpoints, deps, protocol
 from ..expressions import split_expressions
@@ -52,17 +54,13 @@ from ..layers import (
     plan_raster_input,
 )
 from ..paths import icon_path
-from ..task import SegmentationRequest, in_plugin_terms, worker_request
+from ..task import SegmentationRequest, worker_request
 from ..worker_client import WorkerCancelled, WorkerFailure, WorkerRun
 
-DEVICES = ["auto", "cpu", "cuda"]
-READ_ERROR_POLICIES = ["fail", "skip"]
-#: the library's CLI options, as this algorithm's parameters
-PROCESSING_OPTIONS = {
-    "pass --on-read-error skip": "set ON_READ_ERROR to skip",
-    "--force-gsd to run it anyway": "set FORCE_GSD to run it anyway",
-    "--force-gsd": "FORCE_GSD",
-}
+#: the options whose parameters are not derived from their kind alone (a layer extent, a folder,
+#: a destination); every other Processing option of the schema becomes a parameter by its kind
+SPECIAL = ("checkpoint", "bbox", "output")
+
 
 #: Post-processors handed to Processing must outlive the algorithm instance (Processing does not
 #: take ownership); the last few hundred are kept, far more than one run loads.
@@ -159,61 +157,19 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.THRESHOLD,
-                "Probability threshold (empty: the model's)",
-                type=QgsProcessingParameterNumber.Double,
-                minValue=0.0,
-                maxValue=1.0,
-                optional=True,
-            )
-        )
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Extent (empty: whole layer)", optional=True))
         # optional with defaults: a model or script that leaves them out gets the defaults
-        advanced = [
-            QgsProcessingParameterNumber(
-                self.TILE_SIZE,
-                "Tile size in pixels (0: the model's input size)",
-                type=QgsProcessingParameterNumber.Integer,
-                defaultValue=0,
-                optional=True,
-                minValue=0,
-                maxValue=8192,
-            ),
-            QgsProcessingParameterNumber(
-                self.OVERLAP,
-                "Tile overlap (fraction of a tile)",
-                type=QgsProcessingParameterNumber.Double,
-                defaultValue=0.25,
-                optional=True,
-                minValue=0.0,
-                maxValue=0.9,
-            ),
-            QgsProcessingParameterString(
-                self.BANDS, "Bands read as red, green, blue, e.g. 4,3,2 (empty: automatic)", optional=True
-            ),
-            QgsProcessingParameterEnum(self.DEVICE, "Device", options=DEVICES, defaultValue=0, optional=True),
-            QgsProcessingParameterNumber(
-                self.EXPORT_RESOLUTION,
-                "Export resolution of non-file layers, map units per pixel (empty: native)",
-                type=QgsProcessingParameterNumber.Double,
-                minValue=0.0,
-                optional=True,
-            ),
-            QgsProcessingParameterEnum(
-                self.ON_READ_ERROR,
-                "Pixels that cannot be read: fail, or skip (nodata, listed in a warning)",
-                options=READ_ERROR_POLICIES,
-                defaultValue=0,
-                optional=True,
-            ),
-            QgsProcessingParameterBoolean(
-                self.FORCE_GSD, "Run on scenes coarser than the model learned (force GSD)", defaultValue=False, optional=True
-            ),
-        ]
+        advanced = [schema_parameter(s) for s in specs(PROCESSING) if s.name not in SPECIAL]
+        advanced.append(QgsProcessingParameterNumber(
+            self.EXPORT_RESOLUTION,
+            "Export resolution of non-file layers, map units per pixel (empty: native)",
+            type=QgsProcessingParameterNumber.Double,
+            minValue=0.0,
+            optional=True,
+        ))
         for parameter in advanced:
-            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            if parameter.name() != self.THRESHOLD:  # the threshold stays in view
+                parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(parameter)
         self.addParameter(
             QgsProcessingParameterFileDestination(self.OUTPUT, "GeoPackage", fileFilter="GeoPackage (*.gpkg *.GPKG)")
@@ -280,27 +236,10 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         if not output.lower().endswith(".gpkg"):
             output += ".gpkg"
         try:
-            bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context) or "")
+            options = self._options(parameters, context, output)
         except LayerInputError as exc:
             raise QgsProcessingException(str(exc)) from exc
-        threshold = None
-        if parameters.get(self.THRESHOLD) not in (None, ""):
-            threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
-        request = SegmentationRequest(
-            raster=self._raster,
-            expressions=self._expressions,
-            python=python,
-            checkpoint=self._checkpoint,
-            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
-            threshold=threshold,
-            tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
-            overlap=self.parameterAsDouble(parameters, self.OVERLAP, context),
-            bands=bands,
-            output=output,
-            overwrite=True,  # Processing's destination semantics: the chosen file is replaced
-            on_read_error=READ_ERROR_POLICIES[self.parameterAsEnum(parameters, self.ON_READ_ERROR, context)],
-            force_gsd=self.parameterAsBool(parameters, self.FORCE_GSD, context),
-        )
+        request = SegmentationRequest(raster=self._raster, expressions=self._expressions, python=python, options=options)
         workdir = Path(tempfile.mkdtemp(prefix="rrsis-processing-"))
         try:
             scene = self._scene_path(workdir, feedback)
@@ -314,7 +253,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         except WorkerFailure as exc:
             if exc.detail:
                 feedback.pushDebugInfo(exc.detail)
-            raise QgsProcessingException(in_plugin_terms(str(exc), PROCESSING_OPTIONS)) from exc
+            raise QgsProcessingException(describe(exc, PROCESSING)) from exc  # the fix as a parameter
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -327,6 +266,35 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             self._load_on_completion([(layer.source(), layer.name()) for layer in results], context)
         return {self.OUTPUT: output, self.LAYERS: uris, self.FEATURE_COUNT: int(result.get("count", 0))}
 
+    def _options(self, parameters: Dict[str, Any], context: QgsProcessingContext, output: str) -> PredictOptions:
+        """The library's options from the parameters (each read by its schema kind), checked by
+        the schema; an error names the parameter that fixes it."""
+        values: Dict[str, Any] = {}
+        for s in specs(PROCESSING):
+            if s.name in SPECIAL or parameters.get(s.processing) in (None, ""):
+                continue  # left out: the schema's default
+            if s.kind is bool:
+                values[s.name] = self.parameterAsBool(parameters, s.processing, context)
+            elif s.choices:
+                values[s.name] = s.choices[self.parameterAsEnum(parameters, s.processing, context)]
+            elif s.kind is int:
+                values[s.name] = self.parameterAsInt(parameters, s.processing, context) or None  # 0: default
+            elif s.kind is float:
+                values[s.name] = self.parameterAsDouble(parameters, s.processing, context)
+            elif s.kind == "bands":
+                values[s.name] = parse_bands(self.parameterAsString(parameters, s.processing, context), PROCESSING)
+            else:
+                values[s.name] = self.parameterAsString(parameters, s.processing, context) or None
+        values.update(
+            checkpoint=str(self._checkpoint) if self._checkpoint else None, output=output,
+            overwrite=True,  # Processing's destination semantics: the chosen file is replaced
+            bbox=tuple(self._raster.bbox) if self._raster.bbox else None,
+        )
+        try:
+            return PredictOptions(**values).validate()
+        except InputError as exc:
+            raise LayerInputError(describe(exc, PROCESSING)) from None
+
     def _load_on_completion(self, layers: List[Tuple[str, str]], context: QgsProcessingContext) -> None:
         """When run from the toolbox, QGIS loads these layers, named and styled, at the end."""
         for index, (uri, name) in enumerate(layers):
@@ -335,6 +303,33 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             _STYLERS.append(styler)
             details.setPostProcessor(styler)
             context.addLayerToLoadOnCompletion(uri, details)
+
+
+def schema_parameter(option: OptionSpec) -> QgsProcessingParameterDefinition:
+    """The Processing parameter of one schema option, by its kind (name, caption, default, range,
+    choices: all from :mod:`rrsis_geo.options`)."""
+    name, label = option.processing, option.label or option.help[:1].upper() + option.help[1:]
+    if option.kind is bool:
+        return QgsProcessingParameterBoolean(name, label, defaultValue=bool(option.default), optional=True)
+    if option.choices:
+        labels = [f"{v}: {option.choice_label(v)}" for v in option.choices]
+        return QgsProcessingParameterEnum(name, label, options=labels, defaultValue=option.choices.index(option.default),
+                                          optional=True)
+    if option.kind in (int, float):
+        kind = QgsProcessingParameterNumber.Integer if option.kind is int else QgsProcessingParameterNumber.Double
+        extra: Dict[str, Any] = {}
+        if option.default is not None:
+            extra["defaultValue"] = option.default
+        elif option.kind is int:
+            extra["defaultValue"] = 0  # 0 (or empty): the library's default
+        # open bounds are checked by the schema when the run starts
+        low = 0 if option.kind is int and option.default is None else option.low
+        if low is not None:
+            extra["minValue"] = low
+        if option.high is not None:
+            extra["maxValue"] = option.high
+        return QgsProcessingParameterNumber(name, label, type=kind, optional=True, **extra)
+    return QgsProcessingParameterString(name, label, optional=True)
 
 
 def _reporter(feedback: QgsProcessingFeedback):

@@ -82,7 +82,7 @@ def test_fewer_than_three_bands(tmp_path, capsys, red_checkpoint):
     code, _, err = run(["predict", path, "-e", "red", "-o", out, "--checkpoint", red_checkpoint, "--bands", "2,1,1", "-q"], capsys)
     assert code == 0, err
     assert_refused(["predict", path, "-e", "red", "-o", tmp_path / "p.gpkg", "--checkpoint", red_checkpoint, "--bands", "4,3"],
-                   capsys, tmp_path, "--bands '4,3' is not 3 comma-separated numbers")
+                   capsys, tmp_path, "bands '4,3' is not 3 comma-separated numbers; pass --bands (e.g. --bands 4,3,2)")
 
 
 def test_all_nodata_scene(tmp_path, capsys, red_checkpoint):
@@ -165,7 +165,7 @@ def test_bbox_outside_the_scene(tmp_path, capsys, scene, red_checkpoint):
     assert_refused(["predict", scene, "-e", "red", "-o", tmp_path / "o.gpkg", "--checkpoint", red_checkpoint,
                     "--bbox", "0,0,10,10"], capsys, tmp_path, "does not overlap the scene")
     assert_refused(["predict", scene, "-e", "red", "-o", tmp_path / "o.gpkg", "--bbox", "1,2,3"], capsys, tmp_path,
-                   "--bbox '1,2,3' is not 4 comma-separated numbers")
+                   "bbox '1,2,3' is not 4 comma-separated numbers; pass --bbox (e.g. --bbox minx,miny,maxx,maxy)")
 
 
 def test_unavailable_device_and_bad_numbers(tmp_path, capsys, scene, red_checkpoint):
@@ -173,7 +173,7 @@ def test_unavailable_device_and_bad_numbers(tmp_path, capsys, scene, red_checkpo
 
     base = ["predict", scene, "-e", "red", "-o", tmp_path / "o.gpkg", "--checkpoint", red_checkpoint]
     if not torch.cuda.is_available():
-        assert_refused(base + ["--device", "cuda"], capsys, tmp_path, "CUDA is not available on this machine; use --device cpu")
+        assert_refused(base + ["--device", "cuda"], capsys, tmp_path, "CUDA is not available on this machine; pass --device cpu")
     assert_refused(base + ["--threshold", "1.5"], capsys, tmp_path, "threshold 1.5 is out of range")
     assert_refused(base + ["--overlap", "0.95"], capsys, tmp_path, "overlap 0.95 is out of range")
 

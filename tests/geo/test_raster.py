@@ -5,6 +5,7 @@ import pytest
 from rasterio.enums import ColorInterp
 
 from rrsis_geo.errors import InputError, RasterError
+from rrsis_geo.options import CLI, describe
 from rrsis_geo.raster import Window, open_raster, read_pixels, read_valid
 
 from geo_testdata import UTM, red_square_scene, write_geotiff
@@ -51,8 +52,9 @@ def test_rgb_bands_are_found_by_colour_interpretation(tmp_path):
 
 def test_fewer_than_three_bands_needs_bands(tmp_path):
     path = write_geotiff(tmp_path / "grey.tif", np.zeros((1, 20, 20), np.uint8))
-    with pytest.raises(RasterError, match=r"has 1 band; the model needs three .* --bands 1,1,1"):
+    with pytest.raises(RasterError, match=r"has 1 band; the model needs three .* bands=\[1, 1, 1\]") as caught:
         open_raster(path)
+    assert describe(caught.value, CLI).endswith("needs three (RGB); pass --bands (e.g. --bands 1,1,1) for a grey image")
     assert open_raster(path, bands=[1, 1, 1]).bands == (1, 1, 1)
     with pytest.raises(InputError, match="band 2 does not exist"):
         open_raster(path, bands=[1, 2, 1])
@@ -121,8 +123,9 @@ def test_missing_directory_and_non_raster_inputs(tmp_path):
 
 def test_scene_without_crs_needs_allow_no_crs(tmp_path):
     path = write_geotiff(tmp_path / "nocrs.tif", np.zeros((3, 20, 20), np.uint8), crs=None, geotransform=False)
-    with pytest.raises(RasterError, match="no coordinate reference system.*--allow-no-crs"):
+    with pytest.raises(RasterError, match="no coordinate reference system.*allow_no_crs=True") as caught:
         open_raster(path)
+    assert "-a_srs EPSG:XXXX), or pass --allow-no-crs to get polygons in the file's own" in describe(caught.value, CLI)
     src = open_raster(path, allow_no_crs=True)
     assert src.crs is None and src.gsd is None
 

@@ -3,6 +3,7 @@ refusal of coarse scenes (before any tile is read), one reader pass per scale, r
 scene's grid, checkpoints without scale metadata as before, the checkpoint format's checks."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +122,7 @@ def test_300_m_scene_refused_in_one_line_before_any_tile_is_read(tmp_path, scale
     assert code == 2 and predicted == [], (code, predicted)
     assert err == (
         "rrsis-geo: error: 'houses' needs a scene of 3 m/px or finer (learned at 1.5 m/px) but landsat.tif has 300 m/px; "
-        "use finer imagery, or --force-gsd to run it anyway\n"
+        "use finer imagery, or pass --force-gsd to run it anyway\n"
     )
     assert count_opens == [] and snapshot(tmp_path) == before
 
@@ -185,10 +186,20 @@ def test_scale_metadata_is_checked_when_the_checkpoint_loads(tmp_path, tokenizer
         "negative": "must be a positive number",
         "phrasings not a list": "must be a non-empty list",
     }
+    good = make_checkpoint(tmp_path / "good", "test-red", tokenizer, gsd_m=1.0)
     for name, overrides in bad.items():
-        ckpt = make_checkpoint(tmp_path / name.replace(" ", "_"), "test-red", tokenizer, **overrides)
+        with pytest.raises(CheckpointError, match=messages[name]):  # refused when written...
+            make_checkpoint(tmp_path / name.replace(" ", "_"), "test-red", tokenizer, **overrides)
+        assert not (tmp_path / name.replace(" ", "_")).exists()
+        edited = tmp_path / f"edited_{name.replace(' ', '_')}"  # ...and when read, after a hand edit
+        shutil.copytree(good, edited)
+        config = json.loads((edited / "config.json").read_text())
+        config.update({k: v for k, v in overrides.items() if v is not None})
+        for key in [k for k, v in overrides.items() if v is None]:
+            config.pop(key, None)
+        (edited / "config.json").write_text(json.dumps(config))
         with pytest.raises(CheckpointError, match=messages[name]):
-            rrsis_geo.load_model(ckpt, device="cpu")
+            rrsis_geo.load_model(edited, device="cpu")
 
 
 def test_vocabulary_words_only_strict_and_quiet(tmp_path, scaled_segmenter, capsys):

@@ -334,3 +334,26 @@ def test_a_hint_worker_on_its_way_is_stopped_at_once_on_unload(qgis_app):
     # stopped, not waited for: a worker left to answer exits with status 0
     assert service.worker.returncode not in (None, 0), service.worker.returncode
     assert service.failures == {}  # a stop is not a failure: no "no hint" later
+
+
+def test_every_dock_option_of_the_schema_has_its_control(dock):
+    """The dock's choices are the library's options (rrsis_geo.options), checked by its schema."""
+    from rrsis_geo.options import DOCK, spec, specs
+    from rrsis_qgis.dock import DOCK_CONTROLS
+    from rrsis_qgis.layers import LayerInputError
+
+    assert set(DOCK_CONTROLS) == {s.name for s in specs(DOCK)}
+    assert all(getattr(dock, widget, None) is not None for widget in DOCK_CONTROLS.values())
+    for name, combo in (("device", dock.device_combo), ("on_read_error", dock.read_error_combo)):
+        assert [combo.itemData(i) for i in range(combo.count())] == list(spec(name).choices)
+    dock.read_error_combo.setCurrentIndex(dock.read_error_combo.findData("skip"))
+    dock.overlap_spin.setValue(0.5)
+    dock.force_gsd_check.setChecked(True)
+    options = dock.options()
+    assert (options.on_read_error, options.overlap, options.force_gsd) == ("skip", 0.5, True)
+    dock.tile_spin.setValue(8)  # below the schema's 16 px: refused in the dock's own words
+    with pytest.raises(LayerInputError, match="tile size 8 is too small.*; change Advanced → Tile size"):
+        dock.options()
+    dock.tile_spin.setValue(0)
+    dock.read_error_combo.setCurrentIndex(0)
+    dock.force_gsd_check.setChecked(False)

@@ -248,3 +248,30 @@ def test_algorithm_metadata(provider):
         assert name in names
     assert algorithm.parameterDefinition("CHECKPOINT").flags() & algorithm.parameterDefinition("CHECKPOINT").FlagOptional
     assert algorithm.parameterDefinition("EXPRESSIONS").multiLine()
+
+
+def test_every_processing_option_of_the_schema_is_a_parameter(provider):
+    """Parameters derive from rrsis_geo.options: name, default, range and choices."""
+    from rrsis_geo.options import PROCESSING, specs
+
+    algorithm = QgsApplication.processingRegistry().algorithmById(ALGORITHM)
+    for spec in specs(PROCESSING):
+        parameter = algorithm.parameterDefinition(spec.processing)
+        assert parameter is not None, f"Processing has no parameter for {spec.name}"
+        if spec.choices:
+            assert len(parameter.options()) == len(spec.choices)
+            assert parameter.defaultValue() == spec.choices.index(spec.default)
+        elif spec.kind is float and spec.high is not None:
+            assert parameter.maximum() == spec.high and parameter.defaultValue() == spec.default
+
+
+def test_a_bad_option_names_its_parameter(provider, scene, bright_checkpoint, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    parameters = {"INPUT": str(scene), "EXPRESSIONS": "bright", "CHECKPOINT": str(bright_checkpoint),
+                  "OUTPUT": str(tmp_path / "out.gpkg"), "BANDS": "4,3"}
+    with pytest.raises(QgsProcessingException) as caught:
+        processing.run(ALGORITHM, parameters, feedback=RecordingFeedback())
+    assert str(caught.value) == "bands '4,3' is not 3 comma-separated numbers; set BANDS (e.g. 4,3,2)"
+    assert not (tmp_path / "out.gpkg").exists()
