@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Dict, List, Optional, Union
 
-from .errors import CheckpointError, InputError, OutputError
+from .errors import CheckpointError, Fix, InputError, OutputError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -82,8 +82,9 @@ def resolve_checkpoint(checkpoint: Optional[PathLike] = None) -> Path:
         found = default_checkpoint()
         if found is None:
             raise CheckpointError(
-                "no model found: pass --checkpoint DIR, set RRSIS_CHECKPOINT, or install one with "
-                f"`rrsis-geo models --download NAME` (into {user_model_dir()}); `rrsis-geo models` lists them"
+                "no model found: set RRSIS_CHECKPOINT, or install one with `rrsis-geo models --download NAME` "
+                f"(into {user_model_dir()}; `rrsis-geo models` lists them)",
+                fix=Fix("checkpoint", example="DIR", effect="to use a checkpoint folder", alternative=True),
             )
         return found
     path = Path(checkpoint).expanduser()

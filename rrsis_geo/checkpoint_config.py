@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
-from .errors import CheckpointError
+from .errors import CheckpointError, Fix
 from .knowledge import ModelKnowledge, model_knowledge
 
 CONFIG_NAME = "config.json"
@@ -51,7 +51,7 @@ class CheckpointConfig:
     vocabulary: Tuple[str, ...] = ()
     batch_size: Optional[int] = None  # tiles per call the checkpoint suggests (None: per device)
     format_version: int = FORMAT_VERSION
-    extra: Dict[str, Any] = field(default_factory=dict, compare=True)
+    extra: Dict[str, Any] = field(default_factory=dict, hash=False)
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any], where: str = CONFIG_NAME) -> "CheckpointConfig":
@@ -61,9 +61,9 @@ class CheckpointConfig:
         architecture = config.get("architecture")
         if not isinstance(architecture, str) or not architecture:
             raise CheckpointError(f"{where} has no 'architecture' field; it is not an rrsis checkpoint")
-        typed = {f.name for f in fields(cls)} - {"extra"}
+        typed = [f.name for f in fields(cls) if f.name != "extra"]
         values: Dict[str, Any] = {"architecture": architecture}
-        for key in typed - {"architecture"}:
+        for key in typed[1:]:  # in field order: the first bad field is named, every time
             if config.get(key) is not None:
                 values[key] = _check(key, config[key], where)
         extra = {k: v for k, v in config.items() if k not in typed}
@@ -149,7 +149,8 @@ def read_config_dict(directory: PathLike) -> Dict[str, Any]:
     (the model constructors read their sections from it)."""
     path = Path(directory)
     if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist; `rrsis-geo models` lists the available ones")
+        raise CheckpointError(f"checkpoint {path} does not exist; `rrsis-geo models` lists the available ones",
+                              fix=Fix("checkpoint"))
     if not path.is_dir():
         raise CheckpointError(
             f"checkpoint {path} is a file; a checkpoint is a directory holding {CONFIG_NAME} and {WEIGHTS_NAME}"

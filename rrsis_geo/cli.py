@@ -20,18 +20,6 @@ PROG = "rrsis-geo"
 
 # ------------------------------------------------------------------------------------------
 # argument helpers
-def parse_bands(text: Optional[str]) -> Optional[List[int]]:
-    from .options import parse_bands as parse
-
-    return parse(text)
-
-
-def parse_bbox(text: Optional[str]):
-    from .options import parse_bbox as parse
-
-    return parse(text)
-
-
 def read_expressions(args: argparse.Namespace) -> List[str]:
     expressions = list(args.expression or [])
     if args.expressions_file:
@@ -192,7 +180,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .checkpoint_config import DEFAULT_INPUT_SIZE, CheckpointConfig
     from .raster import band_summary, open_raster, scene_bounds
 
-    bands = parse_bands(args.bands)
+    options = _options_from(args)  # the same checks as predict's
+    bands = options.bands
     scene = Path(args.scene)
     if bands is None and scene.is_file():
         try:
@@ -201,7 +190,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                     bands = [1, 1, 1]
         except rasterio.errors.RasterioIOError:
             pass  # open_raster says what is wrong
-    source = open_raster(scene, bands=bands, bbox=parse_bbox(args.bbox), allow_no_crs=True)
+    source = open_raster(scene, bands=bands, bbox=options.bbox, allow_no_crs=True)
     config = None
     checkpoint = None
     if args.checkpoint or default_checkpoint() is not None:
@@ -310,14 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="what the library sees in a scene (size, bands, CRS, GSD, tiles)")
     i.add_argument("scene", metavar="SCENE")
-    i.add_argument("--bands", metavar="R,G,B")
-    i.add_argument("--bbox", metavar="MINX,MINY,MAXX,MAXY")
-    i.add_argument("--tile-size", type=int)
-    i.add_argument("--overlap", type=float, default=0.25)
-    i.add_argument("--checkpoint", metavar="DIR")
+    add_arguments(i, ("checkpoint", "tile_size", "overlap", "bands", "bbox", "force_gsd"))  # as predict's
     i.add_argument("-e", "--expression", action="append", metavar="EXPR",
                    help="show how this expression is read and the scale it runs at (repeat for several)")
-    i.add_argument("--force-gsd", action="store_true", help="plan as predict --force-gsd would")
     i.add_argument("-v", "--verbose", action="store_true", help="list every known phrasing (default: a summary)")
     i.set_defaults(func=cmd_info)
     return parser

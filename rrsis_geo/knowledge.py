@@ -44,8 +44,7 @@ class CategoryScale:
     max_m: float
 
     def to_dict(self) -> Dict[str, Any]:
-        """The ``scales`` entry of ``config.json`` (the category is its key)."""
-        return {"gsd_m": self.gsd_m, "min": self.min_m, "max": self.max_m}
+        return {"category": self.category, "gsd_m": self.gsd_m, "min": self.min_m, "max": self.max_m}
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ class ModelKnowledge:
         (``vocabulary`` holds the phrasings outside any category)."""
         return {
             "gsd_m": self.default_gsd_m,
-            "scales": {c: s.to_dict() for c, s in self.scales.items()},
+            "scales": {c: {"gsd_m": s.gsd_m, "min": s.min_m, "max": s.max_m} for c, s in self.scales.items()},
             "phrasings": {c: list(p) for c, p in self.phrasings.items()},
             "vocabulary": list(self.extra_phrasings),
             "lexicon": list(self.lexicon),

@@ -19,7 +19,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import Fix, InputError
 
@@ -36,6 +36,14 @@ class ReadErrorPolicy(str, Enum):
 
     FAIL = "fail"  # stop with the scene and the window named
     SKIP = "skip"  # unreadable windows become nodata, listed in a warning and the GeoPackage
+
+
+class Precision(str, Enum):
+    """The model's arithmetic."""
+
+    AUTO = "auto"  # bf16 autocast on GPUs that support it and on CPUs with native bf16, else float32
+    BF16 = "bf16"
+    FP32 = "fp32"
 
 
 class Device(str, Enum):
@@ -142,6 +150,10 @@ class PredictOptions:
         None, bool, "resample to the model's training GSD (default: when it differs by > 25 %)")
     readers: Optional[int] = option(None, int, "reader threads (default 1 on CPU)", metavar="N", low=1)
     compile: bool = option(False, bool, "torch.compile the model (long runs on a GPU)")
+    precision: str = option(
+        "auto", Precision,
+        "model arithmetic: auto (bf16 autocast on GPUs and on CPUs with native bf16, else float32), bf16 or fp32",
+        front_ends=(CLI, WORKER))
     force_gsd: bool = option(
         False, bool, "run expressions even on scenes far coarser than the GSD their category was learned at",
         front_ends=EVERYWHERE, dock="Advanced → Coarse scenes: Run anyway", processing="FORCE_GSD",
@@ -212,9 +224,7 @@ def _fail(spec: OptionSpec, text: str, example: Any = None) -> InputError:
 def check_value(spec: OptionSpec, value: Any) -> Any:
     """``value`` as ``spec``'s kind, in range; :class:`InputError` otherwise."""
     if value is None:
-        if spec.default is not None:
-            raise _fail(spec, f"{spec.name.replace('_', ' ')} needs a value")
-        return None
+        return spec.default  # None means "the default", as predict(device=None) always did
     kind = spec.kind
     if kind == "bands":
         return check_bands(value, spec)
@@ -252,11 +262,15 @@ def _check_number(spec: OptionSpec, value: Any) -> Any:
         except (TypeError, ValueError):
             raise _fail(spec, f"{spec.name} must be a number, not {value!r}") from None
     if spec.kind is int:
+        if not math.isfinite(float(value)):
+            raise _fail(spec, f"{spec.name} must be a whole number, not {value!r}")
         if float(value) != int(value):
             raise _fail(spec, f"{spec.name} must be a whole number, not {value!r}")
         value = int(value)
     else:
         value = float(value)
+    if not math.isfinite(float(value)):
+        raise _fail(spec, f"{spec.name} must be a finite number, not {value!r}")
     low = -math.inf if spec.low is None else spec.low
     high = math.inf if spec.high is None else spec.high
     below = value <= low if spec.low_open else value < low
@@ -278,7 +292,7 @@ def check_bands(value: Any, spec: Optional[OptionSpec] = None) -> List[int]:
     except (TypeError, ValueError):
         bands = []
     if len(bands) != 3 or any(b < 1 for b in bands):
-        raise _fail(spec, f"bands {value!r} must be three 1-based band numbers (red, green, blue)", [4, 3, 2])
+        raise _fail(spec, f"bands {value!r} must be three 1-based band numbers (red, green, blue)", (4, 3, 2))
     return bands
 
 
@@ -312,7 +326,7 @@ def _numbers(text: str, spec: OptionSpec, count: int, kind: Callable) -> List:
     except ValueError:
         values = []
     if len(values) != count:
-        example = [4, 3, 2] if spec.kind == "bands" else "minx,miny,maxx,maxy"
+        example = (4, 3, 2) if spec.kind == "bands" else "minx,miny,maxx,maxy"
         raise InputError(f"{spec.name} {text!r} is not {count} comma-separated numbers", fix=Fix(spec.name, example=example))
     return values
 
@@ -335,28 +349,32 @@ def parse_bbox(text: Optional[str]) -> Optional[BBox]:
 
 
 # ------------------------------------------------------------------------------- the command line
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``predict`` flags of every option the command line offers (``-o`` for the output)."""
+def add_arguments(parser: argparse.ArgumentParser, names: Optional[Sequence[str]] = None) -> None:
+    """The flags of every option the command line offers (``-o`` for the output), or of ``names``."""
     for s in specs(CLI):
-        names = ["-o", s.cli_flag] if s.name == "output" else [s.cli_flag]
+        if names is not None and s.name not in names:
+            continue
+        flags = ["-o", s.cli_flag] if s.name == "output" else [s.cli_flag]
         common = dict(dest=s.name, help=s.help.replace("%", "%%"))
         if s.kind is bool and s.default is None:
-            parser.add_argument(*names, action=argparse.BooleanOptionalAction, default=None, **common)
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=None, **common)
         elif s.kind is bool:
-            parser.add_argument(*names, action="store_true", **common)
+            parser.add_argument(*flags, action="store_true", **common)
         elif s.choices and s.kind is not Device:
-            parser.add_argument(*names, choices=s.choices, default=s.default, **common)
+            parser.add_argument(*flags, choices=s.choices, default=s.default, **common)
         elif s.kind in (int, float):
-            parser.add_argument(*names, type=s.kind, default=s.default, metavar=s.metavar, **common)
+            parser.add_argument(*flags, type=s.kind, default=s.default, metavar=s.metavar, **common)
         else:  # text: paths, device, CRS, and bands / bbox parsed by from_arguments
-            parser.add_argument(*names, default=s.default, metavar=s.metavar, **common)
+            parser.add_argument(*flags, default=s.default, metavar=s.metavar, **common)
 
 
 def from_arguments(args: argparse.Namespace) -> PredictOptions:
-    """:class:`PredictOptions` from the flags :func:`add_arguments` added, validated."""
-    values = {s.name: getattr(args, s.name) for s in specs(CLI)}
-    values["bands"] = parse_bands(values["bands"])
-    values["bbox"] = parse_bbox(values["bbox"])
+    """:class:`PredictOptions` from the flags :func:`add_arguments` added (all or some), validated."""
+    values = {s.name: getattr(args, s.name) for s in specs(CLI) if hasattr(args, s.name)}
+    if "bands" in values:
+        values["bands"] = parse_bands(values["bands"])
+    if "bbox" in values:
+        values["bbox"] = parse_bbox(values["bbox"])
     return PredictOptions(**values).validate()
 
 
@@ -369,7 +387,7 @@ def _shown(value: Any, front_end: str) -> str:
     value = _plain(value)
     if front_end == PYTHON:
         return repr(value)
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
     return str(value)
 

@@ -115,6 +115,7 @@ class PredictionPlan:
     tile_size: int
     model: str
     device: str = "cpu"
+    precision: str = "fp32"
 
     @property
     def tiles(self) -> int:
@@ -124,6 +125,7 @@ class PredictionPlan:
         return {
             "model": self.model,
             "device": self.device,
+            "precision": self.precision,
             "tile_size": self.tile_size,
             "expressions": [e.to_dict() for e in self.expressions],
             "scenes": [s.to_dict() for s in self.scenes],
@@ -249,7 +251,7 @@ def plan_prediction(
         plan_scene(src, expressions, tile, options.overlap, resample=options.resample, force_gsd=options.force_gsd)
         for src in sources
     ]
-    return PredictionPlan(expressions, scenes, tile, segmenter.name, str(segmenter.device))
+    return PredictionPlan(expressions, scenes, tile, segmenter.name, str(segmenter.device), segmenter.precision)
 
 
 def check_tile_fits(segmenter: "Segmenter", tile: int, batch: int) -> None:
@@ -443,7 +445,7 @@ def plan(
             check_coarse_early(sources, texts, _checkpoint_knowledge(options.checkpoint))
         from .segmenter import load_model
 
-        segmenter = load_model(options.checkpoint, options.device)
+        segmenter = load_model(options.checkpoint, options.device, precision=options.precision)
     return plan_prediction(sources, texts, segmenter, options)
 
 
@@ -496,7 +498,8 @@ def predict(
             run.report("loading the model")
             from .segmenter import load_model
 
-            segmenter = load_model(options.checkpoint, options.device, compile=options.compile)
+            segmenter = load_model(options.checkpoint, options.device, compile=options.compile,
+                                   precision=options.precision)
         planned = plan_prediction(sources, texts, segmenter, options)
         _check_free_space(sources, planned, targets, len(texts))
         if on_plan is not None:

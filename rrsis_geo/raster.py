@@ -174,7 +174,7 @@ def _pick_bands(count: int, colorinterp: Sequence[str], bands: Optional[Sequence
         chosen = tuple(int(b) for b in bands)
         if len(chosen) != 3:
             raise InputError(f"give exactly three bands (red, green, blue order), got {len(chosen)}",
-                             fix=Fix("bands", example=[4, 3, 2]))
+                             fix=Fix("bands", example=(4, 3, 2)))
         for band in chosen:
             if not 1 <= band <= count:
                 raise InputError(f"band {band} does not exist: {path} has bands 1 to {count}", fix=Fix("bands"))
@@ -182,7 +182,7 @@ def _pick_bands(count: int, colorinterp: Sequence[str], bands: Optional[Sequence
     if count < 3:
         raise RasterError(
             f"{path} has {count} band{'s' if count != 1 else ''}; the model needs three (RGB)",
-            fix=Fix("bands", example=[1, 1, 1], effect="for a grey image"),
+            fix=Fix("bands", example=(1, 1, 1), effect="for a grey image"),
         )
     names = [c.lower() for c in colorinterp]
     if all(c in names for c in ("red", "green", "blue")):

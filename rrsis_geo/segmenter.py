@@ -29,6 +29,23 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype the model runs in: ``fp32`` float32, ``bf16`` bfloat16 autocast, ``auto`` bf16
+    only where the hardware has it (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX: elsewhere
+    torch emulates bf16, slower than float32)."""
+    from .cpu import native_bf16
+    from .options import check_value, spec
+
+    precision = check_value(spec("precision"), precision)
+    if precision == "fp32":
+        return torch.float32
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if device.type == "cpu" and native_bf16() else torch.float32
+
+
 def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; other names are checked for availability."""
     if device is None or str(device) == "auto":
@@ -86,8 +103,10 @@ class Segmenter:
         checkpoint: Optional[Path] = None,
         compile: bool = False,
         channels_last: bool = False,
+        precision: str = "auto",
     ) -> None:
         self.device = resolve_device(device)
+        self.dtype = resolve_precision(precision, self.device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.config = dict(config)
@@ -154,10 +173,15 @@ class Segmenter:
         return f"Segmenter({self.name!r}, device={self.device}, input_size={self.input_size})"
 
     # ---- running ---------------------------------------------------------------------------
+    @property
+    def precision(self) -> str:
+        """``bf16`` or ``fp32``: what :meth:`autocast` runs the model in."""
+        return "bf16" if self.dtype == torch.bfloat16 else "fp32"
+
     def autocast(self):
-        """bf16 autocast on CUDA; nothing (float32) on the CPU."""
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        """bf16 autocast where :func:`resolve_precision` chose it; nothing (float32) otherwise."""
+        if self.dtype == torch.bfloat16:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def encode(self, expression: str) -> EncodedText:
@@ -248,11 +272,13 @@ def load_model(
     *,
     compile: bool = False,
     channels_last: bool = False,
+    precision: str = "auto",
 ) -> Segmenter:
     """Load a checkpoint directory (default: see :mod:`rrsis_geo.catalog`) for prediction.
 
     ``device``: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
     ``compile`` wraps the model with ``torch.compile`` (worth it for long runs on a GPU).
+    ``precision``: ``"auto"`` (bf16 where the device has it natively), ``"bf16"``, ``"fp32"``.
     """
     from .catalog import resolve_checkpoint
     from .errors import RRSISError
@@ -267,4 +293,5 @@ def load_model(
     except Exception as exc:  # a builder failing on a malformed config
         raise CheckpointError(f"cannot build the model of checkpoint {path}: {exc!r}; the checkpoint is corrupt") from exc
     tokenizer = _load_tokenizer_for(path, config)
-    return Segmenter(model, tokenizer, config, device=dev, checkpoint=path, compile=compile, channels_last=channels_last)
+    return Segmenter(model, tokenizer, config, device=dev, checkpoint=path, compile=compile, channels_last=channels_last,
+                     precision=precision)

@@ -67,13 +67,14 @@ def read_card(path: Optional[Path]) -> Optional[ModelCard]:
     typed config (:class:`rrsis_geo.checkpoint_config.CheckpointConfig`, standard library only)."""
     from rrsis_geo.checkpoint_config import CheckpointConfig
     from rrsis_geo.errors import CheckpointError
+    from rrsis_geo.options import DOCK, describe
 
     if path is None:
         return None
     try:
         config = CheckpointConfig.read(path)
     except CheckpointError as exc:
-        return ModelCard(Path(path), Path(path).name, error=str(exc))
+        return ModelCard(Path(path), Path(path).name, error=describe(exc, DOCK))
     return ModelCard(
         path=Path(path),
         name=config.display_name(Path(path).name),

@@ -10,6 +10,7 @@ Two layouts are supported:
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Optional
@@ -47,10 +48,16 @@ def activate_bundled_libraries() -> Optional[Path]:
 
     The packaged plugin carries the pure-Python ``rrsis_geo`` matching its own version; it goes
     first so that an older ``rrsis_geo`` installed elsewhere cannot shadow it. In the source tree
-    there is no ``libs`` folder and the installed (editable) ``rrsis_geo`` is used.
+    there is no ``libs`` folder: the installed (editable) ``rrsis_geo`` is used, else the one beside
+    this package (QGIS's own Python, with the plugin linked into its plugins folder). The plugin
+    itself reads only the library's standard-library-only modules (its options schema, errors and
+    checkpoint config).
     """
     libs = PLUGIN_DIR / LIBS_DIRNAME
     if not libs.is_dir():
+        beside = PLUGIN_DIR.parent
+        if (beside / "rrsis_geo" / "options.py").is_file() and importlib.util.find_spec("rrsis_geo") is None:
+            sys.path.append(str(beside))
         return None
     entry = str(libs)
     if entry not in sys.path:

@@ -246,7 +246,7 @@ def run(request: Dict[str, Any], channel: Channel, cancel: Callable[[], bool]) -
     def on_plan(plan: Any) -> None:  # the scene is open, the model loaded, no tile read yet
         channel.send(
             protocol.PLAN,
-            text=f"{quoted} in {os.path.basename(scene)} with {plan.model} on {plan.device}",
+            text=f"{quoted} in {os.path.basename(scene)} with {plan.model} on {plan.device} ({plan.precision})",
             scene=scene, expressions=expressions, model=plan.model, device=plan.device,
         )
         send_plan(channel, plan.to_dict())
@@ -275,7 +275,8 @@ def explain(request: Dict[str, Any], channel: Channel) -> None:
     knowledge = segmenter.knowledge
     channel.send(
         protocol.KNOWLEDGE, model=segmenter.name,
-        known_phrasings=[p for p, _ in knowledge.known_phrasings()], **knowledge.to_dict(),
+        known_phrasings=[p for p, _ in knowledge.known_phrasings()], other_phrasings=list(knowledge.extra_phrasings),
+        **knowledge.to_dict(),
     )
     texts = [" ".join(str(e).split()) for e in request.get("expressions") or []]
     texts = [t for t in texts if t]

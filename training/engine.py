@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
+from rrsis_geo.checkpoint_config import CheckpointConfig
 from rrsis_geo import phrasing_cache
 from rrsis_geo.cpu import native_bf16
 from rrsis_geo.errors import CheckpointError, InputError
@@ -310,7 +311,7 @@ class Trainer:
         classifier = getattr(getattr(self.model, "decoder", None), "classifier", None)
         if not isinstance(classifier, nn.Conv2d):
             raise InputError(f"loss.dense_weight needs a LAVT-family decoder; {type(self.model).__name__} has none")
-        max_tokens = int(self.cfg["data"]["max_tokens"] or self.model_config.get("max_tokens", 20))
+        max_tokens = int(self.cfg["data"]["max_tokens"] or CheckpointConfig.from_dict(self.model_config).max_tokens)
         embeddings = category_embeddings(self.model, self.tokenizer, self.train_set.categories, max_tokens)
         head = DenseCategoryHead(classifier.in_channels, embeddings).to(self.device)
         if self.channels_last:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler, Subset
 
+from rrsis_geo.checkpoint_config import CheckpointConfig
 from rrsis_geo.errors import OutputError, RRSISError
 from rrsis_geo.models import load_checkpoint, load_tokenizer
 
@@ -137,7 +138,7 @@ def evaluate_checkpoint(
         precision = "bf16" if torch_device.type == "cuda" else "fp32"
     results = evaluate_loader(
         model, loader, torch_device, precision=precision,
-        threshold=float(threshold if threshold is not None else config.get("threshold", 0.5)),
+        threshold=float(threshold if threshold is not None else CheckpointConfig.from_dict(config).threshold),
         score_size=scoring.score_size,
     )
     metrics = summarize(results, scoring)

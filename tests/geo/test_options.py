@@ -165,3 +165,14 @@ def test_the_schema_needs_nothing_but_the_standard_library():
             "('torch', 'numpy', 'rasterio', 'shapely', 'pyogrio', 'geopandas', 'pyproj', 'osgeo')); print(bad)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_none_means_the_default_and_info_shares_predicts_flags():
+    assert PredictOptions(device=None, overlap=None).validate().device == "auto"
+    with pytest.raises(InputError, match="tile_size must be a whole number"):
+        PredictOptions(tile_size=float("inf")).validate()
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    info = {a.dest: a for a in sub.choices["info"]._actions}
+    predict = {a.dest: a for a in _predict_parser()._actions}
+    for name in ("checkpoint", "tile_size", "overlap", "bands", "bbox", "force_gsd"):
+        assert info[name].option_strings == predict[name].option_strings and info[name].help == predict[name].help

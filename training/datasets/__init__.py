@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
+from rrsis_geo.checkpoint_config import CheckpointConfig
 from rrsis_geo.errors import InputError
 
 from .base import ReferringDataset, Sample, collate
@@ -66,7 +67,7 @@ def build_dataset(
         input_size=int(model_config["input_size"]),
         mean=model_config["mean"],
         std=model_config["std"],
-        max_tokens=int(data.get("max_tokens") or model_config.get("max_tokens", 20)),
+        max_tokens=int(data.get("max_tokens") or CheckpointConfig.from_dict(model_config).max_tokens),
         return_gt=return_gt,
     )
     if fmt == "refsegrs":
