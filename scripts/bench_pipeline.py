@@ -168,6 +168,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tile-size", type=int)
     parser.add_argument("--readers", type=int)
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                        help="model arithmetic (auto: bf16 where the device has it natively)")
     parser.add_argument("--workdir", help="where to write scenes (default: a temporary directory)")
     parser.add_argument(
         "--skip-forward", action="store_true",
@@ -192,13 +194,13 @@ def main(argv=None) -> int:
             from rrsis_geo.models.presets import init_checkpoint
 
             checkpoint = init_checkpoint(args.preset, work / args.preset)
-        seg = rrsis_geo.load_model(checkpoint, device=args.device, compile=args.compile)
+        seg = rrsis_geo.load_model(checkpoint, device=args.device, compile=args.compile, precision=args.precision)
         texts = ["building along the road", "water", "vegetation near the road", "road", "unpaved land"][: args.expressions]
         texts += [f"building number {i}" for i in range(len(texts), args.expressions)]
         batch = args.batch_size or _default_batch_size(seg)
         tile = args.tile_size or seg.input_size
         print(f"model {seg.name} ({seg.config.get('architecture')}) on {seg.device}, tile {tile} px, batch {batch}, "
-              f"{len(texts)} expression(s), compile={args.compile}, torch {torch.__version__}, "
+              f"{len(texts)} expression(s), compile={args.compile}, {seg.precision}, torch {torch.__version__}, "
               f"{torch.get_num_threads()} CPU threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
         kwargs = dict(segmenter=seg, tile_size=tile, batch_size=batch, readers=args.readers, resample=False)
 
