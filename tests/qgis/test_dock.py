@@ -180,20 +180,19 @@ def test_cancel_stops_the_task_and_leaves_nothing(desktop, dock, tmp_path, slow_
     assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
 
 
-@pytest.mark.slow  # each run starts a worker process (torch import, model load)
-def test_library_errors_reach_the_message_bar(desktop, dock, scene, bright_checkpoint):
+def test_options_out_of_the_schema_are_refused_before_any_worker_in_the_docks_words(desktop, dock, scene,
+                                                                                    bright_checkpoint):
     _add_raster(scene)
     dock.model_widget.setFilePath(str(bright_checkpoint))
     dock.expression_edit.setText("bright square")
-    dock.tile_spin.setValue(8)  # the library refuses tiles under 16 px, with a message saying so
+    dock.tile_spin.setValue(8)  # the library's schema refuses tiles under 16 px, with a message saying so
 
-    outcome = run_dock(dock)
-
-    assert outcome.status == "error"
-    assert "tile size 8 is too small" in outcome.message
-    assert outcome.layer_ids == []
+    assert dock.run() is None  # no task, no worker
+    expected = "tile size 8 is too small; use at least 16 px (the model's input size is best); change Advanced → Tile size"
+    assert dock.status_label.text() == expected
     bar_texts = [item.text() for item in desktop.message_bar.items()]
-    assert any("tile size 8 is too small" in text for text in bar_texts)
+    assert any(expected in text for text in bar_texts)
+    dock.tile_spin.setValue(0)
 
 
 def test_dock_without_a_default_model_explains(desktop, plugin, monkeypatch):
