@@ -153,7 +153,7 @@ def evaluate_checkpoint(
 #: groupings of :func:`breakdown`: a name and the sample fields that make a group's key
 GROUPINGS = (("source", ("source",)), ("phrasing", ("phrasing",)),
              ("source / phrasing", ("source", "phrasing")), ("source / category", ("source", "category")),
-             ("category / phrasing", ("category", "phrasing")))
+             ("category / phrasing", ("category", "phrasing")), ("source / template", ("source", "template")))
 
 
 def breakdown(
@@ -170,12 +170,20 @@ def breakdown(
             if all(v is not None for v in values):
                 groups.setdefault(" / ".join(map(str, values)), []).append(r)
         if groups:
-            out[name] = {
-                key: {"samples": len(rs), "mIoU": sum(r.iou_with(scoring.empty_iou) for r in rs) / len(rs),
-                      "oIoU": (sum(r.intersection for r in rs) / union) if (union := sum(r.union for r in rs)) else 0.0}
-                for key, rs in sorted(groups.items())
-            }
+            out[name] = {key: _group_scores(rs, scoring) for key, rs in sorted(groups.items())}
     return out
+
+
+def _group_scores(results: Sequence[SampleResult], scoring: Scoring) -> Dict[str, float]:
+    """mIoU, oIoU and, where the predicted areas are recorded, pooled precision and recall."""
+    inter, union = sum(r.intersection for r in results), sum(r.union for r in results)
+    scores = {"samples": len(results), "mIoU": sum(r.iou_with(scoring.empty_iou) for r in results) / len(results),
+              "oIoU": inter / union if union else 0.0}
+    if all(r.predicted >= 0 for r in results):
+        predicted, target = sum(r.predicted for r in results), sum(r.target for r in results)
+        scores["precision"] = inter / predicted if predicted else 0.0
+        scores["recall"] = inter / target if target else 0.0
+    return scores
 
 
 def breakdown_table(groups: Dict[str, Dict[str, Dict[str, float]]]) -> str:

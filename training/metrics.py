@@ -74,6 +74,12 @@ class SampleResult:
     category: str
     intersection: int
     union: int
+    predicted: int = -1  # pixels predicted as the target (-1: not recorded, e.g. older result rows)
+
+    @property
+    def target(self) -> int:
+        """Pixels of the ground truth (-1 when ``predicted`` is not recorded)."""
+        return self.union - self.predicted + self.intersection if self.predicted >= 0 else -1
 
     @property
     def iou(self) -> float:
@@ -92,7 +98,8 @@ def score_sample(prediction: Any, truth: Any, index: int = 0, category: str = ""
         raise ValueError(f"prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ in shape")
     inter = int((pred & gt).sum())
     union = int((pred | gt).sum())
-    return SampleResult(index=int(index), category=str(category), intersection=inter, union=union)
+    return SampleResult(index=int(index), category=str(category), intersection=inter, union=union,
+                        predicted=int(pred.sum()))
 
 
 def summarize(results: Sequence[SampleResult], scoring: Scoring = DEFAULT_SCORING) -> Dict[str, Any]:

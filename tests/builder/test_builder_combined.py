@@ -75,6 +75,12 @@ def test_reader_exposes_source_gsd_and_phrasing(built):
     assert set(groups["source"]) == {"vehicles"}
     table = breakdown_table(groups)
     assert "| vehicles / heldout |" in table and "| seen | " in table
+    assert "precision" not in groups["source"]["vehicles"]  # rows without predicted areas: no P/R
+    assert {key.split(" / ")[1] for key in groups["source / template"]} <= {
+        "category", "attribute_category", "category_relation", "attribute_category_relation", "attribute_attribute_category"}
+    # with the predicted areas: pooled precision (intersection / predicted) and recall (/ target)
+    scored = breakdown([SampleResult(i, s.category, 1, 3, predicted=2) for i, s in enumerate(ds.samples)], ds.samples)
+    assert scored["source"]["vehicles"]["precision"] == 0.5 and scored["source"]["vehicles"]["recall"] == 0.5
 
 
 def test_single_source_builds_still_read_without_the_new_fields(tmp_path):
