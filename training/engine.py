@@ -311,7 +311,7 @@ class Trainer:
         classifier = getattr(getattr(self.model, "decoder", None), "classifier", None)
         if not isinstance(classifier, nn.Conv2d):
             raise InputError(f"loss.dense_weight needs a LAVT-family decoder; {type(self.model).__name__} has none")
-        max_tokens = int(self.cfg["data"]["max_tokens"] or CheckpointConfig.from_dict(self.model_config).max_tokens)
+        max_tokens = int(self.cfg["data"]["max_tokens"] or self.model_config.get("max_tokens") or CheckpointConfig.max_tokens)
         embeddings = category_embeddings(self.model, self.tokenizer, self.train_set.categories, max_tokens)
         head = DenseCategoryHead(classifier.in_channels, embeddings).to(self.device)
         if self.channels_last:

@@ -67,7 +67,7 @@ def build_dataset(
         input_size=int(model_config["input_size"]),
         mean=model_config["mean"],
         std=model_config["std"],
-        max_tokens=int(data.get("max_tokens") or CheckpointConfig.from_dict(model_config).max_tokens),
+        max_tokens=int(data.get("max_tokens") or model_config.get("max_tokens") or CheckpointConfig.max_tokens),
         return_gt=return_gt,
     )
     if fmt == "refsegrs":
