@@ -12,7 +12,10 @@ other (never two at once: they would share the cores), for ``--minutes`` of trai
 * an evenly spaced subset of the validation crops (``training.evaluate --limit``), mIoU;
 * the whole validation images (``scripts/evaluate_scenes.py``): Dubai and vehicles mIoU with the
   training words, pooled precision per category, and the share of heavy-duty vehicle pixels that
-  "car" marks.
+  "car" marks;
+* every category of the crops: IoU, pooled precision / recall, and ``collapsed``: the categories
+  whose recall fell under 10 % (round 2 of issue 21 lost bus, minibus and truck that way while
+  every pooled figure improved).
 
 Prints a Markdown table (samples/s = training samples over training seconds) and writes it with
 every figure as JSON into ``--out``. Figures, never pass/fail.
@@ -68,10 +71,33 @@ def scene_figures(path: Path) -> Dict[str, Any]:
         out[f"{source} mIoU"] = summary["mean"]["words"]
         for category, c in summary["categories"].items():
             out[f"{category} precision"] = c.get("words precision")
+            out[f"{category} recall"] = c.get("words recall")
             out[f"{category} IoU"] = c.get("words")
             for key, value in c.items():
                 if key.startswith("words on "):
                     out[f"{category} on {key[len('words on '):]}"] = value
+    return out
+
+
+#: a category whose pooled recall on the crops falls below this is reported as collapsed
+COLLAPSE_RECALL = 0.10
+
+
+def crop_figures(path: Path) -> Dict[str, Any]:
+    """mIoU, and every category's crop IoU / pooled precision / recall, from ``training.evaluate
+    --json``; ``collapsed`` names the categories the arm has all but stopped marking (a rare class
+    can vanish while the pooled figures improve)."""
+    result = json.loads(path.read_text(encoding="utf-8"))
+    out: Dict[str, Any] = {"crops mIoU": round(100 * result["mIoU"], 2)}
+    collapsed = []
+    for key, entry in sorted(result.get("breakdown", {}).get("source / category", {}).items()):
+        category = key.split(" / ", 1)[-1]
+        out[f"crops {category} IoU"] = round(100 * entry["mIoU"], 2)
+        if "recall" in entry:
+            out[f"crops {category} P / R"] = f"{100 * entry['precision']:.0f} / {100 * entry['recall']:.0f}"
+            if entry["recall"] < COLLAPSE_RECALL:
+                collapsed.append(category)
+    out["collapsed"] = ", ".join(collapsed) or "none"
     return out
 
 
@@ -94,7 +120,7 @@ def arm(name: str, settings: Dict[str, Any], args: argparse.Namespace) -> Dict[s
     run([python, "-m", "training.evaluate", "--checkpoint", str(checkpoint), "--data-root", config["data"]["root"],
          "--split", "val", "--limit", str(args.val_limit), "--json", str(crops), "--overwrite", "--batch-size", "8"],
         folder / "evaluate.log", args.eval_threads)
-    figures["crops mIoU"] = round(100 * json.loads(crops.read_text())["mIoU"], 2)
+    figures.update(crop_figures(crops))
     if not args.no_scenes:
         scenes = folder / "scenes.json"
         run([python, "scripts/evaluate_scenes.py", "--checkpoint", str(checkpoint), "--threads", str(args.eval_threads),
