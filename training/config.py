@@ -89,9 +89,15 @@ DEFAULTS: Dict[str, Any] = {
         # proportions, samples_per_epoch draws an epoch (null: the split's size)
         "source_weights": None,
         "samples_per_epoch": None,
+        # inside each source, how much rare categories are drawn up (training.sampling): 0 draws
+        # triplets uniformly (a category as often as it has triplets), 1 every category equally often
+        "category_balance": 0.0,
         # our builder's data sets (crops.json), training split only (training.datasets.crops):
         # share of items replaced by a negative (a category the crop does not hold, empty target)
         "negatives": 0.0,
+        # at most this many expected negatives per positive of a category (null: no cap; a rare
+        # category is the one most crops lack, so it draws most negatives)
+        "negatives_cap": None,
         # augmentation (training.augment.Augmentation): dihedral, scale, brightness, contrast,
         # saturation, hue, gamma, blur, blur_sigma, noise; null: none
         "augment": None,
@@ -193,6 +199,12 @@ def validate(config: Mapping[str, Any], source: str = "config") -> Dict[str, Any
         from .augment import Augmentation
 
         Augmentation.from_config(cfg["data"]["augment"])
+    balance = cfg["data"]["category_balance"]
+    if not isinstance(balance, (int, float)) or not 0 <= balance <= 1:
+        raise InputError(f"{source}: data.category_balance is in [0, 1] (0: as drawn, 1: every category alike), not {balance!r}")
+    cap = cfg["data"]["negatives_cap"]
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float)) or not cap >= 0):
+        raise InputError(f"{source}: data.negatives_cap is negatives per positive, >= 0 (or null), not {cap!r}")
     negatives = cfg["data"]["negatives"]
     if not isinstance(negatives, (int, float)) or not 0 <= negatives < 1:
         raise InputError(f"{source}: data.negatives is a share in [0, 1), not {negatives!r}")

@@ -202,7 +202,8 @@ class Trainer:
         dense = self.cfg["loss"]["dense_weight"] > 0
         if data["negatives"] or dense or self.augment is not None:
             self.train_set = TrainingCrops(
-                self.train_set, Path(data["root"]), negatives=float(data["negatives"]), dense=dense,
+                self.train_set, Path(data["root"]), negatives=float(data["negatives"]),
+                negatives_cap=None if data["negatives_cap"] is None else float(data["negatives_cap"]), dense=dense,
                 augment=self.augment, seed=int(self.cfg["seed"]),
             )
         self.sampler = self._train_sampler()
@@ -242,18 +243,24 @@ class Trainer:
 
     def _train_sampler(self) -> Sampler:
         data, seed = self.cfg["data"], int(self.cfg["seed"])
-        if not data["source_weights"]:
+        balance = float(data["category_balance"] or 0.0)
+        if not data["source_weights"] and not balance:
             return DistributedSampler(self.train_set, num_replicas=self.ctx.world_size, rank=self.ctx.rank, shuffle=True, seed=seed)
-        sources = self.train_set.sources
-        if any(source is None for source in sources):
-            raise InputError(f"data.source_weights needs a data set that records each sample's source; {data['root']} does not")
+        if data["source_weights"]:
+            sources, weights = self.train_set.sources, data["source_weights"]
+            if any(source is None for source in sources):
+                raise InputError(f"data.source_weights needs a data set that records each sample's source; {data['root']} does not")
+        else:  # category balance over the whole split
+            sources, weights = ["all"] * len(self.train_set), {"all": 1.0}
         return SourceMixSampler(
             sources,
-            data["source_weights"],
+            weights,
             num_samples=int(data["samples_per_epoch"] or len(self.train_set)),
             rank=self.ctx.rank,
             world_size=self.ctx.world_size,
             seed=seed,
+            categories=[s.category for s in self.train_set.samples] if balance else None,
+            category_balance=balance,
         )
 
     def _build_model(self) -> None:

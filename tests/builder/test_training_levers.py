@@ -62,6 +62,39 @@ def test_negatives_ask_for_an_absent_category_of_the_same_source_with_an_empty_t
     assert [crops[i]["text_index"] for i in range(len(crops))] != [again[i]["text_index"] for i in range(len(again))]
 
 
+def test_a_negatives_cap_keeps_each_category_near_its_positives(built, tokenizer):
+    from training.datasets.crops import expected_negatives
+
+    base = dataset(built, tokenizer)
+    uncapped = TrainingCrops(base, built, negatives=0.5, seed=0)
+    expected, positives = expected_negatives(uncapped)
+    over = {key: expected[key] / positives.get(key, 1) for key in expected}
+    assert max(over.values()) > 0.5  # the scene without a bus: the bus is asked for where it is absent
+    capped = TrainingCrops(base, built, negatives=0.5, negatives_cap=0.5, seed=0)
+    assert set(capped.negative_keep) == set(expected) and min(capped.negative_keep.values()) < 1.0
+    for key, keep in capped.negative_keep.items():
+        assert 0 <= keep <= 1 and expected[key] * keep <= 0.5 * positives.get(key, 0) + 1e-9
+    # measured over many epochs: the kept negatives follow the cap, and a drawn negative over its
+    # cap stays the positive item
+    asked, kept = {}, 0
+    for epoch in range(30):
+        capped.set_epoch(epoch)
+        for i in range(len(capped)):
+            item = capped[i]
+            if item["negative"]:
+                kept += 1
+                key = (capped.table.source_of_crop[capped.table.crop_of[i]], item["category"])
+                asked[key] = asked.get(key, 0) + 1
+            else:
+                assert item["text_index"] == i and int(item["mask"].sum()) > 0
+    assert kept > 0
+    for key, count in asked.items():
+        assert count / 30 <= 0.5 * positives.get(key, 0) * 1.5 + 2, (key, count / 30, positives.get(key))
+    # no cap: the draw of runs before the cap existed
+    again = TrainingCrops(base, built, negatives=0.5, negatives_cap=None, seed=0)
+    assert [again[i]["text_index"] for i in range(len(again))] == [uncapped[i]["text_index"] for i in range(len(uncapped))]
+
+
 def test_dense_targets_hold_every_category_of_the_crop_and_know_which_are_absent(built, tokenizer):
     base = dataset(built, tokenizer)
     crops = TrainingCrops(base, built, dense=True)
@@ -116,7 +149,8 @@ def _config(root, **sections):
                   "overrides": {"input_size": 64, "decoder_norm": "group", "text": {"frozen": True},
                                 "language": {"tokens": "sentence", "slots": 4, "noise": 0.3}}},
         "data": {"format": "refsegrs", "root": str(root), "train_split": "train", "val_split": "val",
-                 "source_weights": {"vehicles": 1.0}, "samples_per_epoch": 8, "negatives": 0.25,
+                 "source_weights": {"vehicles": 1.0}, "samples_per_epoch": 8, "negatives": 0.25, "negatives_cap": 1.0,
+                 "category_balance": 0.5,
                  "augment": {"dihedral": True, "scale": [0.8, 1.25], "brightness": 0.2, "hue": 0.03, "blur": 0.3}},
         "loss": {"dice_weight": 1.0, "dense_weight": 0.5},
         "optim": {"lr": 1e-3},

@@ -127,6 +127,12 @@ def test_config_typos_are_errors():
         validate({"model": {}})
     cfg = validate({"model": {"preset": "x", "overrides": {"anything": {"goes": 1}}}})
     assert cfg["train"]["epochs"] == 40 and cfg["model"]["overrides"] == {"anything": {"goes": 1}}
+    assert cfg["data"]["category_balance"] == 0.0  # as drawn: earlier configs unchanged
+    with pytest.raises(InputError, match="category_balance is in"):
+        validate({"model": {"preset": "x"}, "data": {"category_balance": 2}})
+    assert cfg["data"]["negatives_cap"] is None
+    with pytest.raises(InputError, match="negatives_cap is negatives per positive"):
+        validate({"model": {"preset": "x"}, "data": {"negatives_cap": -1}})
 
 
 def test_shipped_configs_are_valid():
@@ -194,6 +200,14 @@ def test_resume_with_more_epochs_extends_the_run(tmp_path, shapes_root):
     assert _run(tmp_path, cfg, "r", "--resume", "--epochs", "2") == 0
     rows = (tmp_path / "r" / "epochs.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
+
+
+def test_category_balance_without_sources_draws_over_the_whole_split(tmp_path, shapes_root):
+    cfg = tiny_training_config(shapes_root, tiny_lgce(32), train={"epochs": 1},
+                               data={"category_balance": 1.0, "samples_per_epoch": 8})
+    assert _run(tmp_path, cfg, "b") == 0
+    state = json.loads((tmp_path / "b" / "last" / "training_state.json").read_text())
+    assert state["schedule"]["iteration"] == 2  # 8 draws of batch 4
 
 
 def test_out_dir_is_not_overwritten_by_accident(tmp_path, shapes_root, capsys):

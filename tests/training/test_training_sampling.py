@@ -45,3 +45,36 @@ def test_epochs_differ_and_processes_share_one_order():
 def test_bad_weights_are_input_errors(weights, message):
     with pytest.raises(InputError, match=message):
         SourceMixSampler(SOURCES, weights, num_samples=10)
+
+
+# vehicles: 90 cars, 9 buses, 1 truck (the shape of the real set: trucks are 0.1 % of it)
+CATEGORIES = ["building"] * 900 + ["car"] * 90 + ["bus"] * 9 + ["truck"]
+
+
+@pytest.mark.parametrize("balance, expected", [(0.0, {"car": 0.90, "bus": 0.09, "truck": 0.01}),
+                                               (0.5, None), (1.0, {"car": 1 / 3, "bus": 1 / 3, "truck": 1 / 3})])
+def test_category_balance_draws_rare_categories_up(balance, expected):
+    sampler = SourceMixSampler(SOURCES, {"dubai": 0.0, "vehicles": 1.0}, num_samples=6000, seed=1,
+                               categories=CATEGORIES, category_balance=balance)
+    counts = Counter(CATEGORIES[i] for i in sampler)
+    shares = {c: counts[c] / 6000 for c in ("car", "bus", "truck")}
+    if expected is None:  # between: count ** 0.5 -> 9.5 : 3 : 1
+        expected = {c: w / (90 ** 0.5 + 3 + 1) for c, w in (("car", 90 ** 0.5), ("bus", 3), ("truck", 1))}
+    for category, share in expected.items():
+        assert abs(shares[category] - share) < 0.02, (balance, shares)
+    assert {i for i in sampler if CATEGORIES[i] == "truck"} == {999}
+
+
+def test_no_balance_keeps_the_earlier_draw():
+    """Runs made before category_balance existed resume with the same order."""
+    plain = SourceMixSampler(SOURCES, {"dubai": 1, "vehicles": 1}, num_samples=50, seed=2)
+    zero = SourceMixSampler(SOURCES, {"dubai": 1, "vehicles": 1}, num_samples=50, seed=2,
+                            categories=CATEGORIES, category_balance=0.0)
+    assert list(plain) == list(zero)
+
+
+def test_category_balance_is_checked():
+    with pytest.raises(InputError, match=r"in \[0, 1\]"):
+        SourceMixSampler(SOURCES, {"dubai": 1, "vehicles": 1}, num_samples=10, categories=CATEGORIES, category_balance=1.5)
+    with pytest.raises(InputError, match="each sample's category"):
+        SourceMixSampler(SOURCES, {"dubai": 1, "vehicles": 1}, num_samples=10, category_balance=0.5)
