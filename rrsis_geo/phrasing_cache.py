@@ -88,6 +88,7 @@ def write(directory: Path, model: Any, tokenizer: Any, config: Mapping[str, Any]
     model has no text encoder to ask or the encoder has no fingerprint."""
     from safetensors.torch import save_file
 
+    from .io_utils import current_umask
     from .knowledge import model_knowledge
 
     directory = Path(directory)
@@ -103,6 +104,7 @@ def write(directory: Path, model: Any, tokenizer: Any, config: Mapping[str, Any]
     tmp = directory / f".{FILE_NAME}.partial"
     metadata = {"phrasings_sha256": phrasings_fingerprint(texts), "encoder_sha256": fingerprint, "count": str(len(texts))}
     save_file({"embeddings": embeddings}, str(tmp), metadata=metadata)
+    os.chmod(tmp, 0o666 & ~current_umask())  # safetensors writes 0600: readable like the weights beside it
     os.replace(tmp, target)
     return target
 

@@ -23,6 +23,10 @@ def test_stored_embeddings_are_what_the_encoder_computes_and_are_used(tmp_path, 
     path = checkpoint(tmp_path)
     seg = rrsis_geo.load_model(path, device="cpu")
     assert phrasing_cache.write(path, seg.model, seg.tokenizer, seg.config) == path / phrasing_cache.FILE_NAME
+    # readable like the weights beside it (safetensors alone writes 0600)
+    from rrsis_geo.io_utils import current_umask
+
+    assert (path / phrasing_cache.FILE_NAME).stat().st_mode & 0o777 == 0o666 & ~current_umask()
     texts = phrasing_cache.known_texts(seg.knowledge)
     stored = phrasing_cache.read(path, seg.config, texts)
     assert stored is not None and list(stored) == texts
