@@ -45,9 +45,9 @@ def dubai_scores(checkpoint: str, folder: Path) -> Dict[str, Tuple[float, float,
     rrsis_geo.predict(SAMPLES / "dubai_sample.tif", texts, checkpoint=checkpoint, mask_out=mask, device="cpu")
     with rasterio.open(mask) as masks, rasterio.open(SAMPLES / "dubai_sample.labels.tif") as labels:
         truth = labels.read(1)
+        valid = truth > 0
         out = {}
         for i, text in enumerate(texts):
-            valid = truth > 0
             pred, target = (masks.read(i + 1) == 1) & valid, (truth == DUBAI_CODES[DUBAI[text]]) & valid
             inter = np.count_nonzero(pred & target)
             union, marked, labelled = np.count_nonzero(pred | target), np.count_nonzero(pred), np.count_nonzero(target)

@@ -100,14 +100,18 @@ def expected_negatives(crops: "TrainingCrops") -> Tuple[Dict[Tuple[str, str], fl
     any cap), and the positives (the category's triplets)."""
     negatives: Dict[Tuple[str, str], float] = {}
     positives: Dict[Tuple[str, str], int] = {}
+    items_of_crop: Dict[int, int] = {}
     for index, sample in enumerate(crops.base.samples):
         crop = crops.table.crop_of[index]
+        key = (crops.table.source_of_crop[crop], sample.category)
+        positives[key] = positives.get(key, 0) + 1
+        items_of_crop[crop] = items_of_crop.get(crop, 0) + 1
+    for crop, items in items_of_crop.items():  # a crop's items share its absent categories
         source = crops.table.source_of_crop[crop]
-        positives[(source, sample.category)] = positives.get((source, sample.category), 0) + 1
         absent = crops.absent_weights(crop)
         total = sum(absent.values())
         for category, weight in absent.items():
-            negatives[(source, category)] = negatives.get((source, category), 0.0) + crops.negatives * weight / total
+            negatives[(source, category)] = negatives.get((source, category), 0.0) + items * crops.negatives * weight / total
     return negatives, positives
 
 
