@@ -176,7 +176,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     import rasterio
 
     from .catalog import default_checkpoint, resolve_checkpoint
-    from .engine import plan_tiles
+    from .grid import plan_tiles
     from .checkpoint_config import DEFAULT_INPUT_SIZE, CheckpointConfig
     from .raster import band_summary, open_raster, scene_bounds
 

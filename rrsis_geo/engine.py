@@ -16,7 +16,6 @@ One scene, several expressions, one pass over the pixels::
 from __future__ import annotations
 
 import contextlib
-import math
 import queue
 import threading
 import time
@@ -26,7 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .errors import Cancelled, Fix, InputError, WindowReadError, cancel_requested
+from .errors import Cancelled, WindowReadError, cancel_requested
 from .raster import (
     RasterSource,
     Window,
@@ -40,10 +39,8 @@ from .raster import (
 from .read_faults import check_policy, sorted_windows
 from .segmenter import EncodedText, Segmenter
 from .sinks import StripSink
+from .grid import AUTO_RESAMPLE_FACTOR, TilePlan, plan_tiles, resolve_resample  # noqa: F401 - re-exported
 from .tiling import StripAccumulator, Tile, TileGrid, blend_window, pad_reflect
-
-#: resampling to the model's GSD is automatic when the scene's GSD differs by more than this factor
-AUTO_RESAMPLE_FACTOR = 1.25
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -54,69 +51,6 @@ _TORCH_DTYPES = {
     "int32": torch.int32,
     "float32": torch.float32,
 }
-
-
-# ------------------------------------------------------------------------------------------
-# planning
-@dataclass(frozen=True)
-class TilePlan:
-    """How a scene is cut: the grid in scene pixels and the model's tile size."""
-
-    grid: TileGrid
-    model_size: int  # tile edge in model pixels
-    resample: bool  # footprint differs from model_size: tiles are resampled in and out
-
-    @property
-    def footprint(self) -> Tuple[int, int]:
-        return self.grid.footprint
-
-    def content_shape(self, tile: Tile) -> Tuple[int, int]:
-        """Size of the tile's data in model pixels (== model_size unless the region is smaller)."""
-        if not self.resample:
-            return tile.height, tile.width
-        fh, fw = self.footprint
-        return (
-            max(1, min(self.model_size, round(tile.height * self.model_size / fh))),
-            max(1, min(self.model_size, round(tile.width * self.model_size / fw))),
-        )
-
-
-def resolve_resample(source: RasterSource, model_gsd: Optional[float], resample: Optional[bool]) -> bool:
-    """Whether to resample the scene to ``model_gsd`` (``resample`` None = automatic)."""
-    if resample is False:
-        return False
-    if not model_gsd or source.gsd is None:
-        if resample:
-            why = "the model's config has no gsd_m" if not model_gsd else "the scene has no CRS"
-            raise InputError(f"cannot resample to the model's ground sample distance: {why}", fix=Fix("resample", False))
-        return False
-    if resample:
-        return True
-    ratios = [model_gsd / g for g in source.gsd if g > 0]
-    return any(abs(math.log(r)) > math.log(AUTO_RESAMPLE_FACTOR) for r in ratios)
-
-
-def plan_tiles(
-    source: RasterSource,
-    tile_size: int,
-    overlap: float,
-    *,
-    model_gsd: Optional[float] = None,
-    resample: Optional[bool] = None,
-) -> TilePlan:
-    """Tile grid over ``source.region`` for a model taking ``tile_size`` px tiles."""
-    if tile_size < 16:
-        raise InputError(f"tile size {tile_size} is too small; use at least 16 px (the model's input size is best)")
-    if not 0.0 <= overlap < 0.9:
-        raise InputError(f"overlap {overlap} must be a fraction in [0, 0.9), e.g. 0.25")
-    do_resample = resolve_resample(source, model_gsd, resample)
-    footprint = (tile_size, tile_size)
-    if do_resample:
-        gx, gy = source.gsd  # type: ignore[misc]
-        footprint = (max(1, round(tile_size * model_gsd / gy)), max(1, round(tile_size * model_gsd / gx)))
-        do_resample = footprint != (tile_size, tile_size)
-    grid = TileGrid(source.region.height, source.region.width, footprint, overlap)
-    return TilePlan(grid, tile_size, do_resample)
 
 
 # ------------------------------------------------------------------------------------------

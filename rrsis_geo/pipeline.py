@@ -449,6 +449,12 @@ def plan(
     return plan_prediction(sources, texts, segmenter, options)
 
 
+def _load_model(options: PredictOptions) -> "Segmenter":
+    from .segmenter import load_model
+
+    return load_model(options.checkpoint, options.device, compile=options.compile, precision=options.precision)
+
+
 def predict(
     scene: Union[PathLike, Sequence[PathLike]],
     expressions: Union[str, Sequence[str]],
@@ -458,6 +464,7 @@ def predict(
     progress: Optional[ProgressFn] = None,
     cancel: Any = None,
     on_plan: Optional[Callable[[PredictionPlan], None]] = None,
+    load: Optional[Callable[[PredictOptions], "Segmenter"]] = None,
     **settings: Any,
 ):
     """Segment what ``expressions`` describe in ``scene``; return the polygons.
@@ -476,7 +483,9 @@ def predict(
     Statistics of the run are in ``result.attrs["rrsis"]``. ``on_read_error`` 'fail' ends the
     run on a pixel window that cannot be read (:class:`~rrsis_geo.errors.WindowReadError`);
     'skip' makes its unreadable blocks nodata, warns, and lists them in the GeoPackage's
-    ``RRSIS_UNREAD_WINDOWS`` metadata item.
+    ``RRSIS_UNREAD_WINDOWS`` metadata item. ``load(options)`` gets the model when ``segmenter``
+    is None, once the scenes are open and checked (default: load the checkpoint; a process that
+    serves many runs passes :meth:`rrsis_geo.model_cache.ModelCache.load`).
     """
     import geopandas as gpd
     import pandas as pd
@@ -496,10 +505,7 @@ def predict(
             if not options.force_gsd:  # a 300 m scene is refused in a blink, not after the model loads
                 check_coarse_early(sources, texts, _checkpoint_knowledge(options.checkpoint))
             run.report("loading the model")
-            from .segmenter import load_model
-
-            segmenter = load_model(options.checkpoint, options.device, compile=options.compile,
-                                   precision=options.precision)
+            segmenter = (load or _load_model)(options)
         planned = plan_prediction(sources, texts, segmenter, options)
         _check_free_space(sources, planned, targets, len(texts))
         if on_plan is not None:

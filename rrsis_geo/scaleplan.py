@@ -23,7 +23,7 @@ from .raster import RasterSource
 from .understanding import Explanation, explain_with, word_matches
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .engine import TilePlan
+    from .grid import TilePlan
     from .segmenter import Segmenter
 
 #: a scene may be at most this many times coarser than the coarsest GSD a category was learned at
@@ -162,7 +162,7 @@ def plan_scene(
     force_gsd: bool = False,
 ) -> ScenePlan:
     """Check the scene's GSD against every expression, then group the expressions into passes."""
-    from .engine import plan_tiles
+    from .grid import plan_tiles
     if not force_gsd:
         check_coarse(source, expressions)
     passes: Dict[Tuple[Any, ...], List[int]] = {}

@@ -20,96 +20,18 @@ height whatever the scene height.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 import torch
+
+from .grid import Tile, TileGrid, axis_starts, grid_rows_done, stride_for, tiles_for
 
 #: weight of a tile's outermost pixels relative to its centre (never zero)
 BLEND_FLOOR = 1e-4
 #: exponent of the sine: 2 is the raised cosine (Hann), 4 its square
 BLEND_POWER = 4
-
-
-def axis_starts(size: int, footprint: int, stride: int) -> List[int]:
-    """Tile start offsets along one axis; the last tile is shifted inward to end at ``size``."""
-    if size <= footprint:
-        return [0]
-    starts = list(range(0, size - footprint, stride))
-    starts.append(size - footprint)
-    return starts
-
-
-def stride_for(footprint: int, overlap: float) -> int:
-    """Distance between tile starts for a given overlap fraction (at least one pixel)."""
-    return max(1, int(round(footprint * (1.0 - overlap))))
-
-
-@dataclass(frozen=True)
-class Tile:
-    """One tile: its grid position and its window inside the processed region (pixels)."""
-
-    index: int
-    grid_row: int
-    grid_col: int
-    row_off: int
-    col_off: int
-    height: int
-    width: int
-
-
-@dataclass(frozen=True)
-class TileGrid:
-    """Overlapping tiles over a ``height x width`` region, in row-major order."""
-
-    height: int
-    width: int
-    footprint: Tuple[int, int]  # (rows, cols) of region pixels per tile
-    overlap: float
-
-    @property
-    def strides(self) -> Tuple[int, int]:
-        return stride_for(self.footprint[0], self.overlap), stride_for(self.footprint[1], self.overlap)
-
-    @property
-    def row_starts(self) -> List[int]:
-        return axis_starts(self.height, self.footprint[0], self.strides[0])
-
-    @property
-    def col_starts(self) -> List[int]:
-        return axis_starts(self.width, self.footprint[1], self.strides[1])
-
-    @property
-    def shape(self) -> Tuple[int, int]:
-        """Number of tile rows and tile columns."""
-        return len(self.row_starts), len(self.col_starts)
-
-    def __len__(self) -> int:
-        rows, cols = self.shape
-        return rows * cols
-
-    @property
-    def tile_height(self) -> int:
-        return min(self.footprint[0], self.height)
-
-    @property
-    def tile_width(self) -> int:
-        return min(self.footprint[1], self.width)
-
-    def __iter__(self) -> Iterator[Tile]:
-        h, w = self.tile_height, self.tile_width
-        index = 0
-        for i, r in enumerate(self.row_starts):
-            for j, c in enumerate(self.col_starts):
-                yield Tile(index, i, j, r, c, h, w)
-                index += 1
-
-    def final_row(self, grid_row: int) -> int:
-        """Rows above this are final once tile row ``grid_row`` has been accumulated."""
-        starts = self.row_starts
-        return starts[grid_row + 1] if grid_row + 1 < len(starts) else self.height
 
 
 def blend_window_1d(n: int, floor: float = BLEND_FLOOR, power: int = BLEND_POWER) -> np.ndarray:
@@ -215,18 +137,6 @@ def pad_reflect(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     if h == height and w == width:
         return pixels
     return np.pad(pixels, ((0, 0), (0, height - h), (0, width - w)), mode="reflect" if min(h, w) > 1 else "edge")
-
-
-def tiles_for(height: int, width: int, tile: int, overlap: float) -> int:
-    """How many tiles a ``height x width`` region needs (no resampling)."""
-    return len(TileGrid(height, width, (tile, tile), overlap))
-
-
-def grid_rows_done(grid: TileGrid, tile: Tile) -> Optional[int]:
-    """If ``tile`` is the last of its tile row, the region row up to which rows are final."""
-    if tile.grid_col == grid.shape[1] - 1:
-        return grid.final_row(tile.grid_row)
-    return None
 
 
 __all__ = [

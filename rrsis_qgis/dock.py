@@ -62,6 +62,8 @@ from .expressions import (
 from .extent import CANVAS, DRAWN, WHOLE_LAYER, ExtentPicker, extent_for
 from .layers import LayerInputError, file_source, parse_bands, plan_raster_input
 from .task import Outcome, SegmentationRequest, SegmentTask
+from .warm_worker import WorkerPool
+from .worker_panel import WorkerPanel, idle_minutes
 
 
 #: the hint waits this long after the last key before asking the worker
@@ -115,7 +117,9 @@ class SegmentDock(QgsDockWidget):
         self.picker = ExtentPicker(self.canvas, self)
         self.probe = WorkerProbe(self)
         self.probe.result.connect(self._probed)
-        self.hints = ExplainService(self)
+        # one warm worker per (interpreter, checkpoint, device) for runs and hints alike
+        self.workers = WorkerPool(idle_s=60.0 * idle_minutes())
+        self.hints = ExplainService(self, self.workers)
         self.hint_timer = QTimer(self)
         self.hint_timer.setSingleShot(True)
         self.hint_timer.setInterval(HINT_DELAY_MS)
@@ -288,6 +292,8 @@ class SegmentDock(QgsDockWidget):
         outer.addLayout(buttons)
         outer.addWidget(self.progress_bar)
         outer.addWidget(self.status_label)
+        self.worker_panel = WorkerPanel(self.workers)
+        outer.addWidget(self.worker_panel)
         outer.addStretch(1)
 
         scroll = QScrollArea()
@@ -437,7 +443,7 @@ class SegmentDock(QgsDockWidget):
             self._set_hint([])
             return
         key = self._checkpoint_key()
-        self.hints.request(python, key, expressions)
+        self.hints.request(python, key, expressions, str(self.device_combo.currentData() or "auto"))
         if self.hints.failure(python, key):  # quiet fallback: no worker to ask, no hint
             self._set_hint([])
             return
@@ -594,7 +600,7 @@ class SegmentDock(QgsDockWidget):
         history = remember_expressions(request.expressions)
         self.completer.history = history
         QgsSettings().setValue(SETTINGS_PREFIX + "checkpoint", self.model_widget.filePath())
-        task = SegmentTask(request, self.project, self.iface.messageBar())
+        task = SegmentTask(request, self.project, self.iface.messageBar(), self.workers)
         task.progressChanged.connect(self._progress)
         task.message.connect(self.set_status)
         task.done.connect(self._finished)
@@ -637,5 +643,7 @@ class SegmentDock(QgsDockWidget):
         self.picker.shutdown()
         self.deps_panel.shutdown()
         self.hint_timer.stop()
+        self.worker_panel.timer.stop()
+        self.workers.shutdown()  # first: a hint waiting on a worker gets its answer (cancelled) at once
         self.hints.shutdown()
         self.probe.wait()

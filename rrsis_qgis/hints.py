@@ -1,7 +1,7 @@
 """The dock's "understood as …" hint: what the model reads in an expression, and its scale.
 
 QGIS's process cannot embed text (the library never loads there), so a worker is asked
-(``explain`` request, :func:`rrsis_qgis.worker_client.explain`) on a thread that touches no Qt
+(``explain`` request, the dock's warm worker: :mod:`rrsis_qgis.warm_worker`) on a thread that touches no Qt
 object (:class:`~rrsis_qgis.background.BackgroundCall`: the answer is stored and announced on the
 GUI thread); answers are cached per (checkpoint, expression), the model's known phrasings per
 checkpoint. A worker that cannot
@@ -12,6 +12,7 @@ a convenience, never an obstacle to a run.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from qgis.core import Qgis, QgsMessageLog
@@ -20,8 +21,9 @@ from qgis.PyQt.QtCore import QObject, pyqtSignal
 from rrsis_geo.errors import Fix
 from rrsis_geo.options import DOCK, advice
 
-from . import worker_client
+from . import protocol, worker_client
 from .background import BackgroundCall
+from .warm_worker import WorkerPool
 
 LOG_TAG = "rrsis"
 #: shown for an expression whose answer is on its way
@@ -38,19 +40,23 @@ class ExplainService(QObject):
 
     answered = pyqtSignal()
 
-    def __init__(self, parent: Optional[QObject] = None) -> None:
+    def __init__(self, parent: Optional[QObject] = None, pool: Optional[WorkerPool] = None) -> None:
         super().__init__(parent)
+        self.pool = pool if pool is not None else WorkerPool()
+        self._own_pool = pool is None
         self.explanations: Dict[Key, Dict[str, Any]] = {}
         self.knowledge: Dict[str, Dict[str, Any]] = {}
         self.failures: Dict[Tuple[str, str], str] = {}  # (python, checkpoint) -> why it cannot answer
-        self.requests = 0  # workers started (the cache spares the others)
-        self._pending: Optional[Tuple[str, str, List[str]]] = None
+        self.requests = 0  # questions asked (the cache spares the others)
+        self.last_seconds: Optional[float] = None  # of the last answer: from asking to stored
+        self._asked_at = 0.0
+        self._pending: Optional[Tuple[str, str, List[str], str]] = None
         self._last_asked: Tuple[str, str] = ("", "")
         self._stop = threading.Event()
         self._call = BackgroundCall(self._answered, "rrsis-explain", self)
         #: set by the thread once the worker process runs, with :attr:`worker` (tests wait on it)
         self.worker_started = threading.Event()
-        self.worker: Optional[worker_client.WorkerRun] = None
+        self.worker: Optional[worker_client.WorkerProcess] = None
 
     def explanation(self, checkpoint: str, expression: str) -> Optional[Dict[str, Any]]:
         return self.explanations.get((checkpoint, expression))
@@ -66,35 +72,48 @@ class ExplainService(QObject):
         """A worker is being asked, or its answer has not been stored yet."""
         return self._call.busy()
 
-    def request(self, python: str, checkpoint: str, expressions: List[str]) -> bool:
-        """Ask for what is not cached yet; True when an answer is (or will be) on its way."""
+    def request(self, python: str, checkpoint: str, expressions: List[str], device: str = "cpu") -> bool:
+        """Ask for what is not cached yet; True when an answer is (or will be) on its way.
+
+        ``device``: the dock's, so that the hint asks the worker its runs use (warm, model loaded)."""
         if (python, checkpoint) in self.failures:
             return False
         missing = [e for e in expressions if (checkpoint, e) not in self.explanations]
         if not missing and checkpoint in self.knowledge:
             return False
         if self.busy():
-            self._pending = (python, checkpoint, missing)  # the latest text wins
+            self._pending = (python, checkpoint, missing, device)  # the latest text wins
             return True
         self._pending = None
         self._stop.clear()
         self.worker_started.clear()
         self.requests += 1
         self._last_asked = (python, checkpoint)
-        self._call.start(self._ask, python, checkpoint, missing)
+        self._asked_at = time.monotonic()
+        self._call.start(self._ask, python, checkpoint, missing, device)
         return True
 
-    def _ask(self, python: str, checkpoint: str, expressions: List[str]) -> Tuple[str, str, Dict[str, Any]]:
-        """The thread: ask a worker; no Qt object is touched here."""
-        answer = worker_client.explain(python, expressions, checkpoint or None, self._stop.is_set, self._started)
+    def _ask(self, python: str, checkpoint: str, expressions: List[str], device: str) -> Tuple[str, str, Dict[str, Any]]:
+        """The thread: ask the warm worker; no Qt object is touched here."""
+        answer: Dict[str, Any] = {"knowledge": None, "explanations": {}}
+
+        def collect(msg: Dict[str, Any]) -> None:
+            if msg.get("type") == protocol.KNOWLEDGE:
+                answer["knowledge"] = msg
+            elif msg.get("type") == protocol.EXPLANATION:
+                answer["explanations"][str(msg.get("asked") or msg.get("expression"))] = msg
+
+        body = {"expressions": list(expressions), "checkpoint": checkpoint or None, "device": device}
+        self.pool.request(python, checkpoint, device, protocol.EXPLAIN, body, collect, self._stop.is_set, self._started)
         return python, checkpoint, answer
 
-    def _started(self, run: worker_client.WorkerRun) -> None:  # the thread
+    def _started(self, run: worker_client.WorkerProcess) -> None:  # the thread
         self.worker = run
         self.worker_started.set()
 
     def _answered(self, ok: bool, value: Any) -> None:
         """Main thread: store the answer (or why there is none), announce it, ask what waits."""
+        self.last_seconds = time.monotonic() - self._asked_at
         if ok:
             _, checkpoint, answer = value
             self.knowledge[checkpoint] = answer["knowledge"] or {}
@@ -109,8 +128,8 @@ class ExplainService(QObject):
             QgsMessageLog.logMessage(f"no 'understood as' hints: {text}", LOG_TAG, Qgis.Info)
         self.answered.emit()
         if self._pending is not None and not self.busy():
-            python, checkpoint, expressions = self._pending
-            self.request(python, checkpoint, expressions)
+            python, checkpoint, expressions, device = self._pending
+            self.request(python, checkpoint, expressions, device)
 
     def forget_failures(self) -> None:
         """After packages were installed or the interpreter changed: try again."""
@@ -120,6 +139,8 @@ class ExplainService(QObject):
         """Stop a worker on its way (plugin unload)."""
         self._pending = None
         self._stop.set()
+        if self._own_pool:
+            self.pool.shutdown()
         self._call.join(timeout)
 
 

@@ -6,6 +6,13 @@ GDAL or GEOS bindings of its own (see ``rrsis_qgis/README.md``, "The worker prot
 Every message is one JSON object on one line with a ``type`` field. A reader ignores fields it
 does not know and messages of a type it does not know, so either side can grow without breaking
 the other; :data:`PROTOCOL_VERSION` changes only when a message changes meaning.
+
+Version 1: one request per worker process; the worker exits after answering it. Version 2 (a
+*session*): the worker answers requests one after another, each carrying an ``id`` that every
+message about it repeats, keeps its model loaded between them, stops a run on a ``cancel``
+message without exiting, and exits on ``shutdown`` or when its stdin closes. The plugin speaks
+both: a request of protocol 1 gets the version-1 behaviour from any worker, and a worker whose
+hello says 1 is driven one request per process.
 """
 
 from __future__ import annotations
@@ -13,7 +20,11 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, Optional
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+#: the version of a one-request-per-process exchange (what every worker understands)
+ONE_SHOT = 1
+#: the versions this plugin can drive
+SUPPORTED = (ONE_SHOT, PROTOCOL_VERSION)
 
 # worker -> plugin
 HELLO = "hello"  # first line of every worker: versions, interpreter, devices
@@ -25,9 +36,11 @@ ERROR = "error"  # one-line text + kind; last line of a failed or cancelled run
 KNOWLEDGE = "knowledge"  # answer to explain: the model's categories, phrasings and scales
 EXPLANATION = "explanation"  # answer to explain: how the model reads one expression, its scale
 # plugin -> worker
-RUN = "run"  # the job: scene, expressions, options (one per worker process)
+RUN = "run"  # the job: scene, expressions, options
 EXPLAIN = "explain"  # expressions + checkpoint: what the model understands (no scene, no tile)
-#: what a worker accepts after its hello (one request per worker process)
+CANCEL = "cancel"  # version 2: stop the request ``id`` (the worker answers its error "cancelled")
+SHUTDOWN = "shutdown"  # version 2: answer nothing more and exit
+#: the requests a worker answers with a ``result`` or an ``error``
 REQUESTS = (RUN, EXPLAIN)
 
 #: ``error`` kinds. ``input``: the user can fix it (the library's own message); ``cancelled``;
@@ -76,9 +89,15 @@ def check_hello(msg: Dict[str, Any]) -> Optional[str]:
     if msg.get("type") != HELLO:
         return f"the worker did not introduce itself (first message: {msg.get('type')!r})"
     version = msg.get("protocol")
-    if version != PROTOCOL_VERSION:
+    if version not in SUPPORTED:
         return (
-            f"the worker speaks protocol {version!r}, the plugin {PROTOCOL_VERSION}: the rrsis library "
-            "the worker runs does not match the plugin; reinstall the plugin"
+            f"the worker speaks protocol {version!r}, the plugin {' or '.join(map(str, SUPPORTED))}: the rrsis "
+            "library the worker runs does not match the plugin; reinstall the plugin"
         )
     return None
+
+
+def speaks_sessions(hello: Dict[str, Any]) -> bool:
+    """The worker that sent ``hello`` answers several requests (protocol 2 or later)."""
+    version = hello.get("protocol")
+    return isinstance(version, int) and version >= PROTOCOL_VERSION

@@ -25,7 +25,8 @@ from rrsis_geo.options import DOCK, WORKER, PredictOptions, describe
 
 from . import protocol
 from .layers import LayerInputError, RasterInput, add_results
-from .worker_client import WorkerCancelled, WorkerFailure, WorkerRun
+from .warm_worker import WorkerPool
+from .worker_client import WorkerCancelled, WorkerFailure, WorkerProcess, WorkerRun
 
 LOG_TAG = "rrsis"
 
@@ -86,7 +87,8 @@ class SegmentTask(QgsTask):
     #: a worker ``plan`` message about one expression (how the model reads it, its scale)
     expression_plan = pyqtSignal(object)
 
-    def __init__(self, request: SegmentationRequest, project: Optional[QgsProject] = None, message_bar=None) -> None:
+    def __init__(self, request: SegmentationRequest, project: Optional[QgsProject] = None, message_bar=None,
+                 pool: Optional[WorkerPool] = None) -> None:
         label = "; ".join(request.expressions)
         super().__init__(f"Referring segmentation: {label}", QgsTask.CanCancel)
         self.request = request
@@ -97,7 +99,8 @@ class SegmentTask(QgsTask):
         self.exception: Optional[BaseException] = None
         self.traceback = ""
         self.outcome: Optional[Outcome] = None
-        self.worker: Optional[WorkerRun] = None
+        self.pool = pool  # the dock's warm workers; None: a worker process for this run only
+        self.worker: Optional[WorkerProcess] = None
         self.warnings: List[str] = []
         # made here, on the main thread, and kept until the task is gone: cancel() (main thread)
         # may reach it at any moment of the export
@@ -126,6 +129,10 @@ class SegmentTask(QgsTask):
         if self.isCanceled():
             raise RunCancelled()
         return path
+
+    def _worker_ready(self, worker: WorkerProcess) -> None:
+        self.worker = worker
+        self.message.emit("starting the worker" if worker.hello is None else "asking the warm worker")
 
     def _export_progress(self, value: float) -> None:
         self.setProgress(EXPORT_SHARE * value / 100.0)
@@ -158,11 +165,17 @@ class SegmentTask(QgsTask):
             else:
                 scene = request.raster.path
             output = request.output or str(self.workdir / "result.gpkg")
-            self.message.emit("starting the worker")
-            self.worker = WorkerRun(
-                request.python, worker_request(request, scene, output), self._on_message, self.isCanceled
+            body = worker_request(request, scene, output)
+            if self.pool is None:
+                self.message.emit("starting the worker")
+                self.worker = WorkerRun(request.python, body, self._on_message, self.isCanceled)
+                self.result = self.worker.run()
+                return True
+            options = request.options
+            self.result = self.pool.request(
+                request.python, str(options.checkpoint or ""), str(options.device or "auto"), protocol.RUN, body,
+                self._on_message, self.isCanceled, self._worker_ready,
             )
-            self.result = self.worker.run()
             return True
         except BaseException as exc:  # kept for finished(): never raise in a task thread
             self.exception = exc
@@ -194,7 +207,7 @@ class SegmentTask(QgsTask):
         ever frees a QGIS object of this thread."""
         if self.request.raster.export is not None:
             self.request.raster.export.release()
-        if self.worker is not None:
+        if isinstance(self.worker, WorkerRun):
             self.worker.detach()
 
     def _finish(self, result: bool) -> Outcome:

@@ -7,10 +7,13 @@ rasterio and pyogrio carry their own GEOS/GDAL, which clash with QGIS's copies w
 loaded into the QGIS executable (undefined behaviour; on QGIS 3.22/Debian 12 a crash).
 
     python -m rrsis_qgis.worker --probe     # one hello line: versions, devices, missing packages
-    python -m rrsis_qgis.worker             # hello, then reads one run (or explain) request from stdin
+    python -m rrsis_qgis.worker             # hello, then answers requests from stdin
 
-Protocol: :mod:`rrsis_qgis.protocol`. Cancel: SIGTERM, or stdin closed (the plugin, or QGIS,
-went away); the library stops between batches and removes its temporary files.
+Protocol: :mod:`rrsis_qgis.protocol`. A request of protocol 1 is the only one of the process; one
+of protocol 2 opens a session (:class:`Session`): requests one after another, the model kept
+loaded between them, a ``cancel`` message stops a run and the worker waits for the next request.
+Cancel also by SIGTERM, or by closing stdin (the plugin, or QGIS, went away): the library stops
+between batches and removes its temporary files, and the worker exits.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import importlib.util
 import io
 import logging
 import os
+import queue
 import signal
 import sys
 import threading
@@ -48,13 +52,17 @@ EXTENSIONS_ENV = "RRSIS_EXTENSIONS"
 
 
 class Channel:
-    """Writes protocol messages to the plugin, one JSON line each, from any thread."""
+    """Writes protocol messages to the plugin, one JSON line each, from any thread.
+
+    In a session every message carries the ``id`` of the request being answered."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.lock = threading.Lock()
+        self.request_id: Any = None
 
     def send(self, msg_type: str, **fields: Any) -> None:
+        fields.setdefault("id", self.request_id)
         line = protocol.encode(protocol.message(msg_type, **fields))
         with self.lock:
             try:
@@ -112,6 +120,7 @@ def hello_fields() -> Dict[str, Any]:
     """What the worker tells the plugin first: who it is and what it can use."""
     fields: Dict[str, Any] = {
         "protocol": protocol.PROTOCOL_VERSION,
+        "sessions": True,
         "python": sys.executable,
         "python_version": ".".join(str(v) for v in sys.version_info[:3]),
         "pid": os.getpid(),
@@ -227,9 +236,10 @@ def send_plan(channel: Channel, plan: Dict[str, Any]) -> None:
             )
 
 
-def run(request: Dict[str, Any], channel: Channel, cancel: Callable[[], bool]) -> None:
+def run(request: Dict[str, Any], channel: Channel, cancel: Callable[[], bool], models: Any = None) -> None:
     """Segment (the library opens the scene, refuses it when far too coarse, then loads the
-    model), write the GeoPackage; report through ``channel``."""
+    model, or takes it from ``models``, a :class:`~rrsis_geo.model_cache.ModelCache`), write the
+    GeoPackage; report through ``channel``."""
     import rrsis_geo
     from rrsis_geo.options import PredictOptions
     from rrsis_geo.vectorize import layer_names
@@ -252,26 +262,34 @@ def run(request: Dict[str, Any], channel: Channel, cancel: Callable[[], bool]) -
         send_plan(channel, plan.to_dict())
 
     # the library opens the scene once and refuses one far too coarse before the model loads
-    gdf = rrsis_geo.predict(scene, expressions, options, progress=progress, cancel=cancel, on_plan=on_plan)
+    gdf = rrsis_geo.predict(scene, expressions, options, progress=progress, cancel=cancel, on_plan=on_plan,
+                            load=models.load if models is not None else None)
     counts = gdf.groupby("expression").size().to_dict() if len(gdf) else {}
     layers = [
         {"name": name, "expression": e, "count": int(counts.get(e, 0))}
         for name, e in zip(layer_names(expressions), expressions)
     ]
-    channel.send(protocol.RESULT, output=output, layers=layers, count=int(len(gdf)), model=gdf.attrs["rrsis"]["model"])
+    channel.send(protocol.RESULT, output=output, layers=layers, count=int(len(gdf)), model=gdf.attrs["rrsis"]["model"],
+                 model_loads=models.loads if models is not None else None)
 
 
-def explain(request: Dict[str, Any], channel: Channel) -> None:
+def explain(request: Dict[str, Any], channel: Channel, models: Any = None) -> None:
     """What the model knows, and per expression how it reads it and the scale it runs at.
 
     Sends one ``knowledge`` message (the checkpoint's categories, phrasings and scales), one
-    ``explanation`` per expression, then a ``result`` (``explained``: how many).
+    ``explanation`` per expression, then a ``result`` (``explained``: how many). A session reuses
+    any model of the checkpoint it holds (only the text side is needed, on any device).
     """
     import rrsis_geo
+    from rrsis_geo.options import PredictOptions
     from rrsis_geo.scaleplan import plan_expressions
 
     import_extensions()
-    segmenter = rrsis_geo.load_model(request.get("checkpoint"), device=request.get("device") or "cpu")
+    if models is None:
+        segmenter = rrsis_geo.load_model(request.get("checkpoint"), device=request.get("device") or "cpu")
+    else:
+        options = PredictOptions(checkpoint=request.get("checkpoint"), device=request.get("device") or "cpu")
+        segmenter = models.find(options) or models.load(options)
     knowledge = segmenter.knowledge
     channel.send(
         protocol.KNOWLEDGE, model=segmenter.name,
@@ -288,7 +306,8 @@ def explain(request: Dict[str, Any], channel: Channel) -> None:
             protocol.EXPLANATION, text=f"{explanation['message']}; {scale_text(e.gsd_m)}",
             asked=asked, **explanation, **body,
         )
-    channel.send(protocol.RESULT, explained=len(texts), model=segmenter.name)
+    channel.send(protocol.RESULT, explained=len(texts), model=segmenter.name,
+                 model_loads=models.loads if models is not None else None)
 
 
 def _error(channel: Channel, exc: BaseException) -> int:
@@ -316,7 +335,7 @@ def _error(channel: Channel, exc: BaseException) -> int:
 
 
 def serve(stdin: TextIO, channel: Channel) -> int:
-    """Read the run request, run it; the exit status."""
+    """Read the first request: answer it alone (protocol 1) or open a session (2); the exit status."""
     cancel = CancelFlag()
     try:
         line = stdin.readline()
@@ -324,12 +343,15 @@ def serve(stdin: TextIO, channel: Channel) -> int:
             channel.send(protocol.ERROR, kind="cancelled", text="no request: the plugin went away")
             return 130
         request = protocol.decode(line)
-        if request.get("type") not in protocol.REQUESTS or request.get("protocol") != protocol.PROTOCOL_VERSION:
+        if request.get("type") not in protocol.REQUESTS or request.get("protocol") not in protocol.SUPPORTED:
             asked = " or ".join(f"'{r}'" for r in protocol.REQUESTS)
-            text = f"expected a {asked} request of protocol {protocol.PROTOCOL_VERSION}, got {line[:200]!r}"
-            channel.send(protocol.ERROR, kind="protocol", text=text)
+            versions = " or ".join(map(str, protocol.SUPPORTED))
+            text = f"expected a {asked} request of protocol {versions}, got {line[:200]!r}"
+            channel.send(protocol.ERROR, kind="protocol", text=text, id=request.get("id"))
             return 2
         forward_warnings(channel)
+        if request["protocol"] != protocol.ONE_SHOT:
+            return Session(stdin, channel).serve(request)
         if request["type"] == protocol.EXPLAIN:
             explain(request, channel)  # nothing to clean up: SIGTERM may end it where it stands
         else:
@@ -341,6 +363,90 @@ def serve(stdin: TextIO, channel: Channel) -> int:
         return 2
     except BaseException as exc:  # every failure becomes the run's last message
         return _error(channel, exc)
+
+
+class Session:
+    """Protocol 2: requests answered one after another by one process, models kept loaded.
+
+    A reader thread takes the plugin's lines: ``cancel`` stops the request it names (the run
+    ends with the error "cancelled" and the session waits for the next request), ``shutdown``,
+    a closed stdin or SIGTERM stop the request in progress and end the session.
+    """
+
+    def __init__(self, stdin: TextIO, channel: Channel) -> None:
+        from rrsis_geo.model_cache import ModelCache
+
+        self.stdin = stdin
+        self.channel = channel
+        self.models = ModelCache(size=2)  # e.g. the dock's model on the GPU and the hint's on the CPU
+        self.pending: "queue.Queue[Optional[Dict[str, Any]]]" = queue.Queue()
+        self.cancel = threading.Event()  # of the request being answered
+        self.current: Any = None
+        self.cancelled: set = set()  # ids cancelled before their turn
+        self.lock = threading.Lock()
+
+    def _read(self) -> None:
+        try:
+            for line in iter(self.stdin.readline, ""):
+                try:
+                    msg = protocol.decode(line)
+                except protocol.ProtocolError as exc:
+                    self.channel.send(protocol.WARNING, text=protocol.one_line(exc), category="protocol", id=None)
+                    continue
+                if msg["type"] == protocol.SHUTDOWN:
+                    break
+                if msg["type"] == protocol.CANCEL:
+                    self._cancel(msg.get("id"))
+                else:
+                    self.pending.put(msg)
+        except (OSError, ValueError):
+            pass
+        self._stop()
+
+    def _cancel(self, request_id: Any) -> None:
+        with self.lock:
+            if request_id is None or request_id == self.current:
+                self.cancel.set()
+            else:
+                self.cancelled.add(request_id)
+
+    def _stop(self) -> None:
+        """End the session: stop what runs, answer nothing more."""
+        self.cancel.set()
+        self.pending.put(None)
+
+    def serve(self, first: Dict[str, Any]) -> int:
+        if hasattr(signal, "SIGTERM"):  # the handler may interrupt a queue's lock: stop from a thread
+            signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=self._stop, daemon=True).start())
+        threading.Thread(target=self._read, name="rrsis-session", daemon=True).start()
+        request: Optional[Dict[str, Any]] = first
+        while request is not None:
+            self.answer(request)
+            request = self.pending.get()
+        return 0
+
+    def answer(self, request: Dict[str, Any]) -> None:
+        """One request, to its ``result`` or ``error`` (never raises)."""
+        with self.lock:
+            self.current = request.get("id")
+            self.cancel.clear()
+            if self.current in self.cancelled:
+                self.cancelled.discard(self.current)
+                self.cancel.set()
+        self.channel.request_id = self.current
+        try:
+            if request.get("type") == protocol.EXPLAIN:
+                explain(request, self.channel, self.models)
+            elif request.get("type") == protocol.RUN:
+                run(request, self.channel, self.cancel.is_set, self.models)
+            else:
+                self.channel.send(protocol.ERROR, kind="protocol", text=f"unknown request {request.get('type')!r}")
+        except BaseException as exc:  # every failure ends this request, not the session
+            _error(self.channel, exc)
+        finally:
+            self.channel.request_id = None
+            with self.lock:
+                self.current = None
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from typing import IO, Any, Callable, Deque, Dict, List, Optional
+from typing import IO, Any, Callable, Deque, Dict, List, Optional, Union
 
 from rrsis_geo.errors import Fix
 
@@ -140,53 +140,27 @@ def probe(python: str, timeout: float = 120.0) -> Dict[str, Any]:
     raise WorkerFailure("start", f"{python} cannot run the rrsis worker: {why}")
 
 
-class WorkerRun:
-    """One job in one worker process (see module docstring).
+class WorkerProcess:
+    """A worker process and its pipes: stdout lines queued by a reader thread, the last lines of
+    stderr kept for crash reports; killed with its process group."""
 
-    ``on_message`` sees every message the worker sends (on the calling thread);
-    ``should_cancel`` is polled ten times a second; ``on_started(self)`` is called once the
-    worker process runs.
-    """
-
-    def __init__(
-        self,
-        python: str,
-        request: Dict[str, Any],
-        on_message: Optional[MessageFn] = None,
-        should_cancel: Optional[Callable[[], bool]] = None,
-        grace_s: float = GRACE_S,
-        request_type: str = protocol.RUN,
-        on_started: Optional[Callable[["WorkerRun"], None]] = None,
-    ) -> None:
+    def __init__(self, python: str) -> None:
         self.python = python
-        self.request = protocol.message(request_type, protocol=protocol.PROTOCOL_VERSION, **request)
-        self.on_message = on_message or (lambda msg: None)
-        self.should_cancel = should_cancel or (lambda: False)
-        self.on_started = on_started or (lambda run: None)
-        self.grace_s = grace_s
         self.process: Optional[subprocess.Popen] = None
         self.hello: Optional[Dict[str, Any]] = None
         self.stderr_tail: Deque[str] = deque(maxlen=STDERR_LINES)
         self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
-        self._cancel_deadline: Optional[float] = None
         self._readers: List[threading.Thread] = []
 
     @property
     def pid(self) -> Optional[int]:
         return self.process.pid if self.process is not None else None
 
-    def detach(self) -> None:
-        """Drop the callbacks once the run is over (they usually hold the caller: a cycle)."""
-        self.on_message = lambda msg: None
-        self.should_cancel = lambda: False
-        self.on_started = lambda run: None
-
     @property
     def returncode(self) -> Optional[int]:
         """The worker's exit status once it ended (130: stopped on request; negative: a signal)."""
         return self.process.returncode if self.process is not None else None
 
-    # ---- plumbing ------------------------------------------------------------------------
     def _read_stdout(self, stream: IO[bytes]) -> None:
         for raw in iter(stream.readline, b""):
             self._lines.put(raw.decode("utf-8", "replace"))
@@ -205,8 +179,32 @@ class WorkerRun:
             reader.start()
             self._readers.append(reader)
 
+    def _next_message(self, timeout: float = 0.1) -> Union[Dict[str, Any], None, bool]:
+        """The next message; None once stdout closed; False when none came within ``timeout``."""
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        if line is None:
+            self._lines.put(None)  # stays closed for later readers
+            return None
+        try:
+            return protocol.decode(line)
+        except protocol.ProtocolError:
+            self.stderr_tail.append(line.rstrip())  # stray output: kept for diagnosis
+            return False
+
+    def _write(self, msg: Dict[str, Any]) -> None:
+        try:
+            self.process.stdin.write(protocol.encode(msg).encode("utf-8"))
+            self.process.stdin.flush()  # stdin stays open: closing it asks the worker to stop
+        except (OSError, ValueError):
+            pass  # the worker died already; its exit status tells why
+
     def _close(self) -> None:
         """Never leave a worker or its pipes behind (also after an error on our side)."""
+        if self.process is None:
+            return
         if self.process.poll() is None:
             self.kill()
             self.process.wait()
@@ -221,12 +219,70 @@ class WorkerRun:
             if not reader.is_alive():
                 stream.close()
 
+    def kill(self) -> None:
+        """Kill the worker and its process group at once (no clean-up: the last resort)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        if os.name == "posix":
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                return
+            except OSError:
+                pass
+        self.process.kill()
+
+    def _crashed(self, code: int) -> "WorkerCrashed":
+        detail = "\n".join(self.stderr_tail)
+        last = next((line for line in reversed(self.stderr_tail) if line.strip()), "")
+        text = f"the rrsis worker ({self.python}) stopped unexpectedly: {describe_exit(code)}"
+        if last:
+            text += f"; its last words: {protocol.one_line(last, 200)}"
+        return WorkerCrashed(text, detail)
+
+
+def _failure(error: Dict[str, Any]) -> WorkerFailure:
+    """The exception for a worker's ``error`` message."""
+    if error.get("kind") == "cancelled":
+        return WorkerCancelled(str(error.get("text") or "cancelled; nothing was written"))
+    return WorkerFailure(str(error.get("kind") or "internal"), str(error.get("text") or ""),
+                         str(error.get("detail") or ""), Fix.from_dict(error.get("fix")))
+
+
+class WorkerRun(WorkerProcess):
+    """One job in one worker process (see module docstring; protocol 1, which every worker
+    speaks: Processing runs this way, and the dock with a worker that knows no sessions).
+
+    ``on_message`` sees every message the worker sends (on the calling thread);
+    ``should_cancel`` is polled ten times a second; ``on_started(self)`` is called once the
+    worker process runs.
+    """
+
+    def __init__(
+        self,
+        python: str,
+        request: Dict[str, Any],
+        on_message: Optional[MessageFn] = None,
+        should_cancel: Optional[Callable[[], bool]] = None,
+        grace_s: float = GRACE_S,
+        request_type: str = protocol.RUN,
+        on_started: Optional[Callable[["WorkerRun"], None]] = None,
+    ) -> None:
+        super().__init__(python)
+        self.request = protocol.message(request_type, protocol=protocol.ONE_SHOT, **request)
+        self.on_message = on_message or (lambda msg: None)
+        self.should_cancel = should_cancel or (lambda: False)
+        self.on_started = on_started or (lambda run: None)
+        self.grace_s = grace_s
+        self._cancel_deadline: Optional[float] = None
+
+    def detach(self) -> None:
+        """Drop the callbacks once the run is over (they usually hold the caller: a cycle)."""
+        self.on_message = lambda msg: None
+        self.should_cancel = lambda: False
+        self.on_started = lambda run: None
+
     def _send_request(self) -> None:
-        try:
-            self.process.stdin.write(protocol.encode(self.request).encode("utf-8"))
-            self.process.stdin.flush()  # stdin stays open: closing it asks the worker to stop
-        except OSError:
-            pass  # the worker died already; its exit status tells why
+        self._write(self.request)
 
     def cancel(self) -> None:
         """Ask the worker to stop (stdin closed + SIGTERM); it is killed after the grace period."""
@@ -239,18 +295,6 @@ class WorkerRun:
             pass
         if os.name == "posix" and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)  # on Windows closing stdin is the polite way
-
-    def kill(self) -> None:
-        """Kill the worker and its process group at once (no clean-up: the last resort)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        if os.name == "posix":
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                return
-            except OSError:
-                pass
-        self.process.kill()
 
     def _kill_if_overdue(self) -> None:
         if self._cancel_deadline is not None and time.monotonic() > self._cancel_deadline:
@@ -268,17 +312,11 @@ class WorkerRun:
                 if self.should_cancel():
                     self.cancel()
                 self._kill_if_overdue()
-                try:
-                    line = self._lines.get(timeout=0.1)
-                except queue.Empty:
+                msg = self._next_message()
+                if msg is False:
                     continue
-                if line is None:
+                if msg is None:
                     break
-                try:
-                    msg = protocol.decode(line)
-                except protocol.ProtocolError:
-                    self.stderr_tail.append(line.rstrip())  # stray output: kept for diagnosis
-                    continue
                 if self.hello is None:
                     self._greet(msg)
                 elif msg["type"] == protocol.RESULT:
@@ -314,19 +352,10 @@ class WorkerRun:
         if result is not None and code == 0:
             return result
         if error is not None:
-            if error.get("kind") == "cancelled":
-                raise WorkerCancelled(str(error.get("text") or "cancelled; nothing was written"))
-            raise WorkerFailure(str(error.get("kind") or "internal"), str(error.get("text") or ""),
-                                str(error.get("detail") or ""), Fix.from_dict(error.get("fix")))
+            raise _failure(error)
         if self._cancel_deadline is not None:
             raise WorkerCancelled("cancelled; the worker was stopped")
-        detail = "\n".join(self.stderr_tail)
-        last = next((line for line in reversed(self.stderr_tail) if line.strip()), "")
-        text = f"the rrsis worker ({self.python}) stopped unexpectedly: {describe_exit(code)}"
-        if last:
-            text += f"; its last words: {protocol.one_line(last, 200)}"
-        raise WorkerCrashed(text, detail)
-
+        raise self._crashed(code)
 
 
 def explain(

@@ -166,8 +166,8 @@ def test_cancel_in_the_desktop_leaves_nothing(desktop_report):
     assert cancel["layers"] == [] and cancel["project_layers"] == cancel["layers_before"]
     assert cancel["output_folder"] == []
     assert cancel["workdirs"] == []
-    assert cancel["worker_alive"] is False
-    assert cancel["exit"] == 130  # the worker stopped by itself between batches (SIGTERM), not killed
+    # the run stopped between batches; the warm worker lives on for the next run
+    assert cancel["worker_alive"] is True and cancel["exit"] is None
 
 
 def test_killed_worker_is_a_message_and_the_next_run_works(desktop_report):
@@ -181,10 +181,29 @@ def test_killed_worker_is_a_message_and_the_next_run_works(desktop_report):
     assert fault["status"] == "error" and fault["layers"] == [] and fault["workdirs"] == []
     assert "cannot read" in fault["message"] and "cut.tif" in fault["message"] and "\n" not in fault["message"]
     assert any("cannot read" in text for text in fault["bar"])
-    assert fault["exit"] == 2  # the worker said why and ended by itself
+    assert fault["exit"] is None  # the worker said why and waits for the next run
+    assert fault["worker_pid"] != kill["worker_pid"]  # a fresh worker replaced the killed one
     again = desktop_report["steps"]["again"]
     assert again["status"] == "ok", again["message"]
     assert again["layers"][0]["features"] > 0
+    assert again["worker_pid"] == fault["worker_pid"]  # the same warm worker
+
+
+def test_the_warm_worker_serves_runs_and_hints_in_the_desktop(desktop_report):
+    """One worker for the runs and the hints (two processes in all: the second replaces the one
+    killed on purpose); timings are printed, not asserted (issue 23's goals: the second Munich
+    run <= 2 s from click to styled layer, a hint <= 0.3 s once the worker is warm)."""
+    steps = desktop_report["steps"]
+    first, again = steps["vehicles"], steps["vehicles_again"]
+    assert again["status"] == "ok" and again["layers"][0]["features"] == first["layers"][0]["features"]
+    assert again["worker_pid"] == first["worker_pid"] == steps["xyz"]["worker_pid"]
+    assert desktop_report["hint"]["started"] == 1  # the hint asked the run's worker
+    assert desktop_report["workers"]["started"] == 2
+    (alive,) = desktop_report["workers"]["alive"]
+    assert alive["pid"] == again["worker_pid"] and alive["state"] == "idle"
+    print("\ndesktop timings (s, click to styled layer): " + ", ".join(
+        f"{name} {step['seconds']:.2f}" for name, step in steps.items()) +
+        f"; hint on the warm worker {desktop_report['hint']['seconds']:.2f}")
 
 
 def test_a_layer_that_is_no_file_is_exported_and_segmented_in_the_desktop(desktop_report):
