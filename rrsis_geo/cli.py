@@ -1,4 +1,4 @@
-"""The ``rrsis-geo`` command: ``predict``, ``models``, ``info``.
+"""The ``rrsis-geo`` command: ``predict``, ``batch``, ``models``, ``info``.
 
 Errors a user can cause are printed as ``rrsis-geo: error: <what to do>`` without a traceback
 (exit status 2); Ctrl-C or a cancel leaves no partial output (exit status 130).
@@ -269,6 +269,49 @@ def _plan_lines(source, args: argparse.Namespace, tile: int) -> List[str]:
 
 
 # ------------------------------------------------------------------------------------------
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import BatchSettings, Interrupted, run_batch
+
+    expressions = read_expressions(args)
+    options = _options_from(args)
+    settings = BatchSettings(
+        run_dir=Path(args.run_dir), workers=args.workers, cluster=args.cluster, fail_fast=args.fail_fast,
+        asset=args.asset, formats=tuple(args.format or ()), progress=not args.quiet,
+    )
+    try:
+        summary = run_batch(args.sources, expressions, options, settings, say=lambda text: print(f"{PROG}: {text}"))
+    except Interrupted:
+        print(f"{PROG}: interrupted; finished scenes are recorded in {settings.run_dir}: run the same command to "
+              "resume", file=sys.stderr)
+        return 130
+    print(batch_table(summary))
+    if summary.output:
+        print(f"wrote {summary.output}")
+    if summary.failed:
+        named = ", ".join(list(summary.failed)[:10]) + (", …" if len(summary.failed) > 10 else "")
+        print(f"{PROG}: error: {len(summary.failed)} scene(s) failed: {named} (reasons above and in "
+              f"{Path(settings.run_dir) / 'summary.json'}; run the same command to retry them)", file=sys.stderr)
+        return 2
+    if summary.pending:
+        print(f"{PROG}: error: {summary.pending} scene(s) not run (--fail-fast); run the same command to go on",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+def batch_table(summary) -> str:
+    """The summary of a batch run as the command prints it."""
+    rate = summary.tiles / summary.seconds if summary.seconds else 0.0
+    lines = [
+        f"scenes: {summary.scenes} | done now: {summary.done} | done before: {summary.resumed} | "
+        f"failed: {len(summary.failed)} | not run: {summary.pending}",
+        f"tiles: {summary.tiles} in {summary.seconds:.1f} s ({rate:.1f} tiles/s) on {summary.workers} worker(s)",
+    ]
+    lines += [f"  {expression}: {count} polygon(s)" for expression, count in summary.counts.items()]
+    lines += [f"  failed {label}: {reason}" for label, reason in summary.failed.items()]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -290,6 +333,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no 'understood as' lines")
     p.set_defaults(func=cmd_predict)
 
+    b = sub.add_parser("batch", help="run expressions over many scenes on a Dask cluster; resumable; one merged result",
+                       description="Run expressions over a collection of scenes on a distributed engine (Dask): "
+                                   "each scene's polygons are recorded in the run directory as they arrive, a re-run "
+                                   "resumes, and the parts are merged into one GeoPackage.")
+    b.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="scenes: files, globs ('tiles/*.tif'), URLs, a .txt list of paths/URLs, a VRT, a STAC JSON")
+    b.add_argument("-e", "--expression", action="append", metavar="EXPR", help="referring expression (repeat for several)")
+    b.add_argument("--expressions-file", metavar="F", help="text file, one expression per line ('#' comments)")
+    b.add_argument("--run-dir", required=True, metavar="DIR", help="where each scene's state and part are kept (resume)")
+    b.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: one per GPU, else one)")
+    b.add_argument("--cluster", metavar="ADDRESS", help="use this Dask scheduler (tcp://host:8786) instead of local workers")
+    b.add_argument("--fail-fast", action="store_true", help="stop at the first failed scene (default: record it, go on)")
+    b.add_argument("--asset", metavar="KEY", help="STAC asset to segment (default: the first GeoTIFF asset)")
+    b.add_argument("--format", action="append", choices=("fgb", "parquet"),
+                   help="also write the merged polygons as FlatGeobuf / GeoParquet beside the GeoPackage")
+    add_arguments(b, [n for n in _option_names() if n not in ("prob_out", "mask_out")])  # predict's options
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=cmd_batch)
+
     m = sub.add_parser("models", help="list installed and downloadable checkpoints; download one")
     m.add_argument("--download", metavar="NAME", help="fetch a listed checkpoint (sha256-verified) into the user model dir")
     m.add_argument("--overwrite", action="store_true", help="replace an installed checkpoint of that name")
@@ -305,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("-v", "--verbose", action="store_true", help="list every known phrasing (default: a summary)")
     i.set_defaults(func=cmd_info)
     return parser
+
+
+def _option_names() -> List[str]:
+    from .options import CLI, specs
+
+    return [s.name for s in specs(CLI)]
 
 
 def prefer_passive_openmp() -> None:

@@ -34,5 +34,5 @@ if ! .venv/bin/python -c "import torch, torchvision" >/dev/null 2>&1; then
     "${PIP[@]}" install -c constraints.txt torch==2.14.1 torchvision==0.29.1
 fi
 echo "== installing rrsis (editable) and its dependencies"
-"${PIP[@]}" install -c constraints.txt -e ".[train,test]"
+"${PIP[@]}" install -c constraints.txt -e ".[train,test,batch]"
 echo "== ready: .venv/bin/rrsis-geo --help"

@@ -13,7 +13,8 @@ from shapely.geometry import box
 
 import rrsis_geo
 from rrsis_geo.cli import main
-from rrsis_geo.engine import EngineOptions, plan_tiles, run_scene
+from rrsis_geo.engine import EngineOptions, run_scene
+from rrsis_geo.grid import plan_tiles
 from rrsis_geo.errors import CheckpointError, ScaleError
 from rrsis_geo.pipeline import PredictOptions, plan_prediction
 from rrsis_geo.raster import RasterSource, open_raster

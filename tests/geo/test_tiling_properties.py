@@ -6,8 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rrsis_geo.engine import TilePlan
-from rrsis_geo.tiling import StripAccumulator, TileGrid, axis_starts, blend_window, stride_for
+from rrsis_geo.grid import TilePlan, TileGrid, axis_starts, stride_for
+from rrsis_geo.tiling import StripAccumulator, blend_window
 
 sizes = st.integers(1, 3000)
 footprints = st.integers(1, 700)

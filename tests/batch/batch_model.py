@@ -1,0 +1,31 @@
+"""``test-counted``: the ``test-red`` model (output known from the red channel) that appends one
+line per model call to the file named in ``$RRSIS_TEST_CALLS`` and sleeps ``$RRSIS_TEST_DELAY``
+seconds per call: the batch tests count calls across worker processes and get time to kill one."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from geo_testdata import RedModel
+from rrsis_geo.models import register_model
+
+CALLS_ENV = "RRSIS_TEST_CALLS"
+DELAY_ENV = "RRSIS_TEST_DELAY"
+
+
+class CountedRedModel(RedModel):
+    def segment(self, images, text):
+        path = os.environ.get(CALLS_ENV)
+        if path:
+            with open(path, "a") as calls:  # one short line per call: O_APPEND keeps lines whole
+                calls.write(f"{os.getpid()} {images.shape[0]}\n")
+        delay = float(os.environ.get(DELAY_ENV, "0") or 0)
+        if delay:
+            time.sleep(delay)
+        return super().segment(images, text)
+
+
+@register_model("test-counted")
+def build_test_counted(config, load_pretrained=False):
+    return CountedRedModel(config)
