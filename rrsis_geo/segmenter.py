@@ -29,6 +29,13 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 
+def auto_channels_last(device: torch.device, dtype: torch.dtype) -> bool:
+    """Channels-last where it was measured faster for the default (scripts/bench_forward_settings.py):
+    on a CPU running bf16 autocast (oneDNN's bf16 convolutions want NHWC); not for float32 on
+    a CPU, and not on CUDA until measured there."""
+    return device.type == "cpu" and dtype == torch.bfloat16
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """The dtype the model runs in: ``fp32`` float32, ``bf16`` bfloat16 autocast, ``auto`` bf16
     only where the hardware has it (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX: elsewhere
@@ -102,7 +109,7 @@ class Segmenter:
         device: Union[str, torch.device] = "auto",
         checkpoint: Optional[Path] = None,
         compile: bool = False,
-        channels_last: bool = False,
+        channels_last: Optional[bool] = None,
         precision: str = "auto",
     ) -> None:
         self.device = resolve_device(device)
@@ -112,7 +119,7 @@ class Segmenter:
         self.config = dict(config)
         self.card = CheckpointConfig.from_dict(self.config)  # the typed fields, checked
         self.checkpoint = checkpoint
-        self.channels_last = channels_last and self.device.type == "cuda"
+        self.channels_last = auto_channels_last(self.device, self.dtype) if channels_last is None else bool(channels_last)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.uses_contract = _follows_contract(self.model)
@@ -271,7 +278,7 @@ def load_model(
     device: Union[str, torch.device] = "auto",
     *,
     compile: bool = False,
-    channels_last: bool = False,
+    channels_last: Optional[bool] = None,
     precision: str = "auto",
 ) -> Segmenter:
     """Load a checkpoint directory (default: see :mod:`rrsis_geo.catalog`) for prediction.
@@ -279,6 +286,7 @@ def load_model(
     ``device``: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
     ``compile`` wraps the model with ``torch.compile`` (worth it for long runs on a GPU).
     ``precision``: ``"auto"`` (bf16 where the device has it natively), ``"bf16"``, ``"fp32"``.
+    ``channels_last``: None chooses per device (:func:`auto_channels_last`).
     """
     from .catalog import resolve_checkpoint
     from .errors import RRSISError

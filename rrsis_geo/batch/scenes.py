@@ -22,6 +22,8 @@ _URL = re.compile(r"^(https?|ftp|s3|gs)://|^/vsi[a-z0-9_]+/")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 #: Suffixes read as a list of scenes, one path or URL per line
 LIST_SUFFIXES = (".txt", ".lst", ".list")
+#: Files of a folder given as a source that are taken as scenes
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".img", ".png", ".jpg", ".vrt")
 #: Suffixes read as STAC JSON
 STAC_SUFFIXES = (".json", ".geojson")
 
@@ -64,7 +66,7 @@ def _from_list(path: Path) -> List[str]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        out.append(line if is_remote(line) or Path(line).is_absolute() else str(path.parent / line))
+        out.append(_gdal_name(line) if is_remote(line) else line if Path(line).is_absolute() else str(path.parent / line))
     return out
 
 
@@ -134,6 +136,11 @@ def _expand(source: str, asset: Optional[str]) -> List[str]:
         return [m for m in matches if Path(m).is_file()]
     if not path.exists():
         raise InputError(f"{source} does not exist")
+    if path.is_dir():  # its rasters, sorted (not its subfolders: name them with a glob, 'dir/**/*.tif')
+        found = sorted(str(p) for p in path.iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
+        if not found:
+            raise InputError(f"folder {source} holds no raster ({', '.join(RASTER_SUFFIXES)})")
+        return found
     suffix = path.suffix.lower()
     if suffix in LIST_SUFFIXES:
         return _from_list(path)
