@@ -35,6 +35,7 @@ RESULT = "result"  # the GeoPackage written, its layers and counts; last line of
 ERROR = "error"  # one-line text + kind; last line of a failed or cancelled run
 KNOWLEDGE = "knowledge"  # answer to explain: the model's categories, phrasings and scales
 EXPLANATION = "explanation"  # answer to explain: how the model reads one expression, its scale
+CANCELLING = "cancelling"  # version 2: a cancel arrived; repeated every few seconds until the run ends
 # plugin -> worker
 RUN = "run"  # the job: scene, expressions, options
 EXPLAIN = "explain"  # expressions + checkpoint: what the model understands (no scene, no tile)

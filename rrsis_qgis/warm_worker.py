@@ -27,8 +27,11 @@ from .worker_client import (
     GRACE_S, MessageFn, WorkerCancelled, WorkerFailure, WorkerProcess, WorkerRun, _failure,
 )
 
-#: Seconds a session worker gets to answer a ``cancel`` before it is killed.
-CANCEL_GRACE_S = 5.0
+#: Seconds of silence after a ``cancel`` before a session worker is killed (a worker that got
+#: the cancel says so every 2 s while its run winds down)
+CANCEL_GRACE_S = 10.0
+#: Seconds after a ``cancel`` by which the run must have stopped, heartbeat or not
+CANCEL_LIMIT_S = 60.0
 #: Seconds a new worker gets to say hello (it imports torch first).
 START_TIMEOUT_S = 120.0
 #: Seconds a session worker gets to exit after ``shutdown`` before it is killed.
@@ -72,31 +75,41 @@ class WorkerSession(WorkerProcess):
         self.requests = 0  # answered or failed, on this process
         self.last_used = time.monotonic()
         self.stop_reason = ""
+        self.stopped_by_pool = False  # idle time, Stop button, unload (not a death, not a cancel)
+        self._stopped = threading.Event()  # never cleared: a stopped session never runs again
         self._lock = threading.Lock()  # one request at a time
         self._ids = 0
 
     def alive(self) -> bool:
-        return self.state != "stopped" and (self.process is None or self.process.poll() is None)
+        return not self._stopped.is_set() and (self.process is None or self.process.poll() is None)
+
+    def _set_state(self, state: str) -> None:
+        if not self._stopped.is_set():
+            self.state = state
 
     # ---- start ---------------------------------------------------------------------------
     def _start_session(self, should_cancel: Callable[[], bool], on_started: Callable[["WorkerSession"], None]) -> None:
         """Start the process and wait for its hello; :class:`NoSessions` for a protocol-1 worker."""
-        self.state = "starting"
+        self._set_state("starting")
         self._start()
+        if self._stopped.is_set():  # stopped (unload) while it started: it must not outlive the pool
+            self.kill()
+            self._close()
+            raise WorkerCancelled(f"cancelled; the worker was stopped ({self.stop_reason})")
         on_started(self)
         deadline = time.monotonic() + self.start_timeout_s
         while self.hello is None:
             if should_cancel():
-                self.stop("cancelled while starting")
+                self.stop("cancelled while starting", by_pool=False)
                 raise WorkerCancelled()
             if time.monotonic() > deadline:
-                self.stop("no hello")
+                self.stop("no hello", by_pool=False)
                 raise WorkerFailure("start", f"the worker {self.python} did not start within {self.start_timeout_s:.0f} s")
             msg = self._next_message()
             if msg is None:
-                stopped = self.state == "stopped"  # by the pool (unload) while it started
+                stopped = self._stopped.is_set()  # by the pool (unload) while it started
                 code = self._exit_code()
-                self.stop("died while starting")
+                self.stop("died while starting", by_pool=False)
                 if stopped:
                     raise WorkerCancelled(f"cancelled; the worker was stopped ({self.stop_reason})")
                 raise self._crashed(code)
@@ -104,13 +117,13 @@ class WorkerSession(WorkerProcess):
                 continue
             problem = protocol.check_hello(msg)
             if problem:
-                self.stop("protocol")
+                self.stop("protocol", by_pool=False)
                 raise WorkerFailure("protocol", problem)
             self.hello = msg
         if not protocol.speaks_sessions(self.hello):
-            self.stop("protocol 1")
+            self.stop("protocol 1", by_pool=False)
             raise NoSessions(self.python)
-        self.state = "idle"
+        self._set_state("idle")
 
     # ---- one request ---------------------------------------------------------------------
     def request(
@@ -138,7 +151,7 @@ class WorkerSession(WorkerProcess):
                 on_message(self.hello)
             else:
                 on_started(self)
-            self.state = "busy"
+            self._set_state("busy")
             self._ids += 1
             return self._exchange(self._ids, protocol.message(
                 request_type, protocol=protocol.PROTOCOL_VERSION, id=self._ids, **body
@@ -147,27 +160,31 @@ class WorkerSession(WorkerProcess):
             self.requests += 1
             self.last_used = time.monotonic()
             if self.alive() and self.state == "busy":
-                self.state = "idle"
+                self._set_state("idle")
             self._lock.release()
 
     def _exchange(self, request_id: int, msg: Dict[str, Any], on_message: MessageFn,
                   should_cancel: Callable[[], bool]) -> Dict[str, Any]:
         self._write(msg)
-        cancel_deadline: Optional[float] = None
+        cancel_deadline: Optional[float] = None  # killed when silent until then
+        cancel_limit = 0.0  # and in any case then
         while True:
+            now = time.monotonic()
             if cancel_deadline is None and should_cancel():
                 self._write(protocol.message(protocol.CANCEL, id=request_id))
-                cancel_deadline = time.monotonic() + self.cancel_grace_s
-            if cancel_deadline is not None and time.monotonic() > cancel_deadline:
-                self.stop(f"did not stop within {self.cancel_grace_s:g} s of a cancel")
+                cancel_deadline, cancel_limit = now + self.cancel_grace_s, now + CANCEL_LIMIT_S
+            if cancel_deadline is not None and (now > cancel_deadline or now > cancel_limit):
+                self.stop("did not stop in time after a cancel", by_pool=False)
                 raise WorkerCancelled("cancelled; the worker did not stop in time and was stopped")
             answer = self._next_message()
             if answer is False:
                 continue
+            if answer is not None and cancel_deadline is not None and answer.get("id") == request_id:
+                cancel_deadline = time.monotonic() + self.cancel_grace_s  # it lives and is stopping
             if answer is None:  # stdout closed: the worker died, or was stopped by the pool
-                stopped = self.state == "stopped"
+                stopped = self._stopped.is_set()
                 code = self._exit_code()
-                self.stop(f"died: {code}")
+                self.stop(f"died: {code}", by_pool=False)
                 if stopped:
                     raise WorkerCancelled(f"cancelled; the worker was stopped ({self.stop_reason})")
                 if cancel_deadline is not None:
@@ -189,11 +206,13 @@ class WorkerSession(WorkerProcess):
             return self.process.wait()
 
     # ---- stop ----------------------------------------------------------------------------
-    def stop(self, reason: str = "stopped") -> None:
+    def stop(self, reason: str = "stopped", by_pool: bool = True) -> None:
         """End the worker: ``shutdown``, stdin closed, killed when it lingers; pipes closed."""
-        if self.state == "stopped":
+        if self._stopped.is_set():
             return
-        self.state, self.stop_reason = "stopped", reason
+        self.stop_reason, self.stopped_by_pool = reason, by_pool
+        self._stopped.set()
+        self.state = "stopped"
         if self.process is None:
             return
         if self.process.poll() is None:
@@ -237,11 +256,14 @@ class WorkerPool:
             if self._closed.is_set():
                 raise WorkerFailure("start", "the plugin is unloading: no new worker")
             found = self.sessions.get(key)
-            if found is None or not found.alive():
+            dead = found if found is not None and not found.alive() else None
+            if found is None or dead is not None:
                 found = self.sessions[key] = WorkerSession(python)
                 self.started += 1
                 self._start_reaper()
-            return found
+        if dead is not None:  # died while idle: reap its process and pipes
+            dead.stop(f"found dead (exit {dead.returncode})", by_pool=False)
+        return found
 
     def request(
         self,
@@ -256,12 +278,22 @@ class WorkerPool:
     ) -> Dict[str, Any]:
         """Answer one request on the warm worker of this key (a fresh process for a protocol-1
         worker); the ``result`` message, else :class:`WorkerFailure`."""
-        if python not in self.one_shot:
+        should_cancel = should_cancel or (lambda: False)
+        for attempt in range(2):
+            if python in self.one_shot:
+                break
             session = self.session(python, checkpoint, device)
             try:
                 return session.request(request_type, body, on_message, should_cancel, on_started)
             except NoSessions:
                 self.one_shot.add(python)
+            except WorkerCancelled:
+                # stopped by the pool (idle time, Stop) between being handed out and this request:
+                # not the user's cancel; once more with a fresh worker
+                if attempt or should_cancel() or not session.stopped_by_pool or self._closed.is_set():
+                    raise
+        if request_type == protocol.EXPLAIN:  # a process per question: leave the GPU to the runs
+            body = dict(body, device="cpu")
         run = WorkerRun(python, body, on_message, should_cancel, request_type=request_type, on_started=on_started)
         try:
             return run.run()
@@ -282,21 +314,21 @@ class WorkerPool:
         """Stop the workers idle for longer than ``older_than_s`` (default ``idle_s``); how many."""
         limit = self.idle_s if older_than_s is None else older_than_s
         now = time.monotonic()
-        stopped = 0
+        taken = []
         with self._lock:
             for key, session in list(self.sessions.items()):
                 if session.alive() and (session.state != "idle" or now - session.last_used <= limit):
                     continue
                 # a request that starts meanwhile holds the session's lock: leave it alone
-                if not session._lock.acquire(blocking=False):
-                    continue
-                try:
+                if session._lock.acquire(blocking=False):
                     del self.sessions[key]
-                    session.stop(f"idle for more than {limit:g} s" if limit >= 0 else "stopped by the user")
-                    stopped += 1
-                finally:
-                    session._lock.release()
-        return stopped
+                    taken.append(session)
+        for session in taken:  # outside the pool's lock: describe() (the GUI) never waits on a stop
+            try:
+                session.stop(f"idle for more than {limit:g} s" if limit >= 0 else "stopped by the user")
+            finally:
+                session._lock.release()
+        return len(taken)
 
     def stop_idle_now(self) -> int:
         """Stop every worker not answering a request now (the dock's Stop button)."""

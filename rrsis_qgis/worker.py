@@ -28,6 +28,7 @@ import queue
 import signal
 import sys
 import threading
+import time
 import traceback
 import warnings
 from typing import Any, Callable, Dict, List, Optional, TextIO
@@ -365,6 +366,10 @@ def serve(stdin: TextIO, channel: Channel) -> int:
         return _error(channel, exc)
 
 
+#: seconds between ``cancelling`` messages while a cancelled run winds down
+HEARTBEAT_S = 2.0
+
+
 class Session:
     """Protocol 2: requests answered one after another by one process, models kept loaded.
 
@@ -407,8 +412,18 @@ class Session:
         with self.lock:
             if request_id is None or request_id == self.current:
                 self.cancel.set()
+                current = self.current
             else:
                 self.cancelled.add(request_id)
+                return
+        threading.Thread(target=self._heartbeat, args=(current,), name="rrsis-cancelling", daemon=True).start()
+
+    def _heartbeat(self, request_id: Any) -> None:
+        """Tell the plugin the cancel arrived, and that this process lives, until the run stops
+        (between batches; a long write or read may take a while): it kills only a silent worker."""
+        while self.current == request_id and request_id is not None:
+            self.channel.send(protocol.CANCELLING, id=request_id, text="stopping at the next batch")
+            time.sleep(HEARTBEAT_S)
 
     def _stop(self) -> None:
         """End the session: stop what runs, answer nothing more."""
@@ -416,6 +431,7 @@ class Session:
         self.pending.put(None)
 
     def serve(self, first: Dict[str, Any]) -> int:
+        warnings.simplefilter("always")  # a long-lived process: the second run's warnings count too
         if hasattr(signal, "SIGTERM"):  # the handler may interrupt a queue's lock: stop from a thread
             signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=self._stop, daemon=True).start())
         threading.Thread(target=self._read, name="rrsis-session", daemon=True).start()

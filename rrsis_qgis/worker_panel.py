@@ -6,6 +6,7 @@ couple of seconds while the dock is shown; the idle time is a QGIS setting.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Dict, List, Optional
 
 from qgis.core import QgsSettings
@@ -71,8 +72,9 @@ class WorkerPanel(QWidget):
         self.pool.idle_s = 60.0 * minutes
 
     def stop(self) -> None:
-        self.pool.stop_idle_now()
-        self.refresh()
+        """Stop idle workers on a thread (a stop waits for the process); the timer shows it."""
+        threading.Thread(target=self.pool.stop_idle_now, name="rrsis-worker-stop", daemon=True).start()
+        self.stop_button.setEnabled(False)
 
     def refresh(self) -> None:
         rows = self.pool.describe()

@@ -47,6 +47,10 @@ def open_cluster(workers: Optional[int] = None, address: Optional[str] = None) -
         except (OSError, TimeoutError) as exc:
             raise InputError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
         try:
+            try:
+                client.wait_for_workers(1, timeout=60)
+            except (OSError, TimeoutError) as exc:
+                raise InputError(f"the Dask scheduler at {address} has no worker (waited 60 s)") from exc
             yield client, len(client.scheduler_info().get("workers", {})), None
         finally:
             client.close()

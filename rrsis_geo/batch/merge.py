@@ -20,13 +20,22 @@ from .scenes import Scene
 EXTRA_FORMATS = ("fgb", "parquet")
 
 
+def extra_path(output: Path, fmt: str) -> Path:
+    """Where ``--format fmt`` writes beside the merged GeoPackage."""
+    return output.with_suffix(".fgb" if fmt == "fgb" else ".parquet")
+
+
 def read_part(part: Path, expressions: Sequence[str], label: str) -> Dict[str, Any]:
     """Expression -> the GeoDataFrame of its layer in ``part``, with ``scene`` = ``label``."""
     import geopandas as gpd
 
     frames = {}
     for name, expression in zip(layer_names(expressions), expressions):
-        frame = gpd.read_file(part, layer=name, engine="pyogrio")
+        try:
+            frame = gpd.read_file(part, layer=name, engine="pyogrio")
+        except Exception as exc:  # pyogrio's DataSourceError is no OSError
+            raise InputError(f"cannot read the part {part} (layer {name}): {' '.join(str(exc).split())}; "
+                             "delete it and run the same command again to redo its scene") from exc
         frame.insert(len(frame.columns) - 1, "scene", label)
         frames[expression] = frame
     return frames
@@ -101,11 +110,17 @@ def _write_extra(layers: Dict[str, Any], expressions: Sequence[str], output: Pat
     if not frames:
         frames = [layers[e] for e in expressions if layers[e] is not None][:1]
     table = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs) if frames else None
-    target = output.with_suffix(".fgb" if fmt == "fgb" else ".parquet")
+    target = extra_path(output, fmt)
     temp = outputs.add(target, what=f"merged {fmt}")
     if table is None:
         raise InputError("no polygons and no part to write; nothing was merged")
     if fmt == "fgb":
         table.to_file(temp, driver="FlatGeobuf", engine="pyogrio")
-    else:
-        table.to_parquet(temp)
+        return
+    try:
+        import pyarrow  # noqa: F401 - GeoParquet's writer
+    except ImportError as exc:
+        from ..errors import DependencyError
+
+        raise DependencyError(f"--format parquet needs pyarrow ({exc}); pip install 'rrsis[batch]'") from exc
+    table.to_parquet(temp)

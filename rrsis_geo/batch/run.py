@@ -10,11 +10,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import InputError
 from ..io_utils import check_output_target
 from ..options import PredictOptions
+from ..vectorize import layer_names
 from .rundir import DONE, FAILED, RunDir, checkpoint_fingerprint, write_json
 from .scenes import Scene, collect_scenes
 
@@ -49,6 +50,7 @@ class BatchSummary:
     workers: int = 0
     counts: Dict[str, int] = field(default_factory=dict)  # merged polygons per expression
     output: Optional[str] = None
+    written: List[str] = field(default_factory=list)  # the merged files (a resume may replace them)
     note: Optional[str] = None
     interrupted: bool = False
 
@@ -75,6 +77,14 @@ def fingerprint(expressions: Sequence[str], options: PredictOptions) -> Dict[str
             "model": {"path": str(checkpoint), **checkpoint_fingerprint(checkpoint)}, "version": __version__}
 
 
+def merged_outputs(options: PredictOptions, settings: BatchSettings) -> List[Tuple[Path, str]]:
+    """The files the merge writes: the GeoPackage and one per extra format, beside it."""
+    from .merge import extra_path
+
+    output = Path(options.output).expanduser().absolute()
+    return [(output, "merged GeoPackage")] + [(extra_path(output, f), f"merged {f}") for f in settings.formats]
+
+
 def check(sources: Sequence[str], expressions: Sequence[str], options: PredictOptions, settings: BatchSettings):
     """Everything that can be refused before a worker starts: the cleaned expressions and the scenes."""
     from ..pipeline import clean_expressions
@@ -84,9 +94,10 @@ def check(sources: Sequence[str], expressions: Sequence[str], options: PredictOp
     for name in NOT_IN_BATCH:
         if getattr(options, name) is not None:
             raise InputError(f"{name} writes per-scene rasters, which batch runs do not: run predict for those")
-    output = Path(options.output).expanduser().absolute()
-    if not RunDir(settings.run_dir).owns(output):  # a resume replaces the result it wrote itself
-        check_output_target(output, overwrite=options.overwrite, what="merged GeoPackage")
+    run_dir = RunDir(settings.run_dir)
+    for target, what in merged_outputs(options, settings):
+        if not run_dir.owns(target):  # a resume replaces the result it wrote itself
+            check_output_target(target, overwrite=options.overwrite, what=what)
     texts = clean_expressions(expressions)
     return texts, collect_scenes(sources, settings.asset)
 
@@ -98,14 +109,23 @@ def run_batch(
     """Run ``expressions`` over every scene of ``sources`` (see the module docstring)."""
     texts, scenes = check(sources, expressions, options, settings)
     run_dir = RunDir(settings.run_dir)
-    replace = options.overwrite or run_dir.owns(Path(options.output))  # read before this run's summary
+    with run_dir.lock():
+        return _run_locked(scenes, texts, options, settings, run_dir, say)
+
+
+def _run_locked(scenes: List[Scene], texts: List[str], options: PredictOptions, settings: BatchSettings,
+                run_dir: RunDir, say: Callable[[str], None]) -> BatchSummary:
+    # read before this run's summary replaces the earlier one
+    replace = options.overwrite or all(run_dir.owns(t) for t, _ in merged_outputs(options, settings))
     summary = BatchSummary(scenes=len(scenes))
+    summary.written = [str(t) for t, _ in merged_outputs(options, settings) if run_dir.owns(t)]
     summary.note = run_dir.open(fingerprint(texts, options))
     if summary.note:
         say(summary.note)
+    layers = layer_names(texts)
     todo = []
     for scene in scenes:
-        if run_dir.state(scene.id).get("state") == DONE or run_dir.adopt(scene.id):
+        if run_dir.state(scene.id).get("state") == DONE or run_dir.adopt(scene.id, layers):
             summary.resumed += 1
         else:
             todo.append(scene)
@@ -131,14 +151,18 @@ MERGE_OPTIONS = ("output", "overwrite", "crs")
 
 
 def _worker_options(options: PredictOptions) -> Dict[str, Any]:
-    return {k: v for k, v in options.to_dict().items() if k not in MERGE_OPTIONS}
+    """The options a worker runs a scene with; the checkpoint as the absolute folder whose files
+    were fingerprinted (the same on every worker of a shared file system)."""
+    from ..catalog import resolve_checkpoint
+
+    values = {k: v for k, v in options.to_dict().items() if k not in MERGE_OPTIONS}
+    values["checkpoint"] = str(resolve_checkpoint(options.checkpoint).absolute())
+    return values
 
 
 def _run_on_engine(todo: List[Scene], texts: List[str], options: PredictOptions, settings: BatchSettings,
                    run_dir: RunDir, summary: BatchSummary) -> None:
-    from distributed import as_completed
-
-    from .cluster import open_cluster
+    from .cluster import _distributed, open_cluster
     from .progress import BatchProgress
     from .tasks import segment_scene
 
@@ -152,7 +176,7 @@ def _run_on_engine(todo: List[Scene], texts: List[str], options: PredictOptions,
             futures[future] = scene
         progress = BatchProgress(len(todo), enabled=settings.progress)
         try:
-            for future in as_completed(futures):
+            for future in _distributed().as_completed(futures):
                 scene = futures.pop(future)
                 outcome = _outcome(future)
                 _record(scene, outcome, run_dir, summary)
@@ -175,6 +199,9 @@ def _outcome(future) -> Dict[str, Any]:
 
 
 def _record(scene: Scene, outcome: Dict[str, Any], run_dir: RunDir, summary: BatchSummary) -> None:
+    if outcome["status"] == "done" and not run_dir.part(scene.id).is_file():
+        outcome = {"status": "failed", "kind": "internal", "error": f"the worker wrote {run_dir.part(scene.id)}, "
+                   "which this machine cannot see: --cluster needs the run directory on a file system its workers share"}
     if outcome["status"] == "done":
         run_dir.record_done(scene.id, {k: v for k, v in outcome.items() if k != "status"})
         summary.done += 1
@@ -203,3 +230,4 @@ def _merge(scenes: List[Scene], texts: List[str], options: PredictOptions, setti
     summary.counts = merge_parts(parts, texts, output, overwrite=replace,
                                  formats=settings.formats, metadata=metadata, crs=options.crs)
     summary.output = str(output)
+    summary.written = sorted(set(summary.written) | {str(t) for t, _ in merged_outputs(options, settings)})

@@ -15,13 +15,14 @@ the pending and failed scenes and keeps the done ones (whose part is still there
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, Optional, Sequence
 
 from ..io_utils import temp_path_beside
 
@@ -47,14 +48,15 @@ def file_checksum(path: Path) -> str:
     return digest.hexdigest()
 
 
+#: checkpoint files that do not change predictions (the "understood as" cache)
+NOT_FINGERPRINTED = ("phrasings.safetensors", "README.md")
+
+
 def checkpoint_fingerprint(directory: Path) -> Dict[str, str]:
-    """Name -> sha256 of the checkpoint's config and weights (what makes its predictions)."""
-    out = {}
-    for name in ("config.json", "model.safetensors"):
-        path = directory / name
-        if path.is_file():
-            out[name] = file_checksum(path)
-    return out
+    """Name -> sha256 of each file of the checkpoint that makes its predictions (config,
+    weights, tokenizer files)."""
+    return {p.name: file_checksum(p) for p in sorted(directory.iterdir())
+            if p.is_file() and not p.name.startswith(".") and p.name not in NOT_FINGERPRINTED}
 
 
 class RunDir:
@@ -86,6 +88,8 @@ class RunDir:
             if previous == fingerprint:
                 return None
             note = self._supersede(previous, fingerprint)
+        elif self.states.exists() or self.parts.exists():  # states of an unknown run: never resumed
+            note = self._supersede(None, fingerprint)
         self.parts.mkdir(exist_ok=True)
         self.states.mkdir(exist_ok=True)
         write_json(run_file, fingerprint)
@@ -95,14 +99,16 @@ class RunDir:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         aside = self.root / "superseded" / stamp
         aside.mkdir(parents=True, exist_ok=True)
-        for name in ("run.json", "parts", "scenes", "summary.json"):
+        # run.json last: interrupted half-way, what is left still has no fingerprint and is set
+        # aside again by the next run, never resumed under the new one
+        for name in ("parts", "scenes", "summary.json", "run.json"):
             if (self.root / name).exists():
                 shutil.move(str(self.root / name), str(aside / name))
         if isinstance(previous, dict):
             changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
             what = "the " + ", ".join(changed)
         else:
-            what = "an unreadable run.json"
+            what = "the states of an unknown run (no readable run.json)"
         return f"{what} differ from the earlier run in {self.root}: starting a new run (its files are in {aside})"
 
     # ---- scenes ----------------------------------------------------------------------------
@@ -117,13 +123,26 @@ class RunDir:
         if state.get("state") == DONE:
             part = self.part(scene_id)
             if not part.is_file() or state.get("checksum") != file_checksum(part):
+                part.unlink(missing_ok=True)  # changed since it was recorded: never merged, run again
+                path.unlink(missing_ok=True)
                 return {"state": PENDING, "why": "its part is missing or changed"}
         return state
 
-    def adopt(self, scene_id: str) -> bool:
-        """A pending scene whose part is on disk (its worker finished after the driver stopped
-        listening: parts are renamed into place whole) is recorded as done; True if so."""
-        if not self.part(scene_id).is_file():
+    def adopt(self, scene_id: str, layers: Sequence[str]) -> bool:
+        """A scene with no state whose part is on disk (its worker finished after the driver
+        stopped listening: parts are renamed into place whole) is recorded as done, once the
+        part opens with every expected layer; True if so."""
+        part = self.part(scene_id)
+        if self._state_path(scene_id).exists() or not part.is_file():
+            return False
+        try:
+            import pyogrio
+
+            found = {str(name) for name, _ in pyogrio.list_layers(part)}
+        except Exception:  # unreadable: run the scene again
+            found = set()
+        if not set(layers) <= found:
+            part.unlink(missing_ok=True)
             return False
         self.record_done(scene_id, {"adopted": True})
         return True
@@ -134,7 +153,20 @@ class RunDir:
             summary = json.loads((self.root / "summary.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return False
-        return summary.get("output") == str(Path(output).expanduser().absolute())
+        return str(Path(output).expanduser().absolute()) in (summary.get("written") or [])
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Held for the whole run: a second run on the same directory is refused at once."""
+        from ..io_utils import OutputLock
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = OutputLock(self.root / "run", "the run directory")
+        lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
 
     def record_done(self, scene_id: str, result: Dict[str, Any]) -> None:
         part = self.part(scene_id)

@@ -83,10 +83,26 @@ def _from_vrt(path: Path) -> List[str]:
 
 def _from_stac(path: Path, asset: Optional[str]) -> List[str]:
     """The asset ``asset`` (default: the first GeoTIFF-like one) of each item."""
-    import pystac
+    try:
+        import pystac
+    except ImportError as exc:
+        from ..errors import DependencyError
 
-    data = json.loads(path.read_text(encoding="utf-8"))
-    kind = data.get("type")
+        raise DependencyError(f"reading STAC needs pystac ({exc}); pip install 'rrsis[batch]'") from exc
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read {path} as JSON: {' '.join(str(exc).split())}") from exc
+    kind = data.get("type") if isinstance(data, dict) else None
+    try:
+        return _stac_hrefs(pystac, data, kind, path, asset)
+    except InputError:
+        raise
+    except Exception as exc:  # pystac's STACTypeError, KeyError on an incomplete item, ...
+        raise InputError(f"{path} is not valid STAC: {type(exc).__name__}: {' '.join(str(exc).split())}") from exc
+
+
+def _stac_hrefs(pystac, data: dict, kind: Optional[str], path: Path, asset: Optional[str]) -> List[str]:
     if kind == "FeatureCollection":
         items = list(pystac.ItemCollection.from_dict(data, preserve_dict=False))
     elif kind == "Feature":

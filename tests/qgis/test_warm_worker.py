@@ -174,3 +174,44 @@ def test_answers_to_other_requests_are_skipped_and_unknown_messages_passed_on(po
     with pytest.raises(Exception, match="no such scene"):
         pool.request(python, "", "cpu", protocol.RUN, {"scene": "b"})
     assert pool.started == 1
+
+
+def _cancelling_worker(tmp_path, after_cancel: str) -> str:
+    return _fake_python(tmp_path, f"""\
+        echo '{{"type":"hello","protocol":2,"sessions":true}}'
+        read request
+        echo '{{"type":"progress","id":1,"done":1,"total":9}}'
+        read cancel
+        {after_cancel}
+        read next
+    """)
+
+
+def test_a_worker_that_says_it_is_stopping_is_given_time(tmp_path):
+    from rrsis_qgis.warm_worker import WorkerSession
+
+    python = _cancelling_worker(tmp_path, """\
+        for i in 1 2 3; do echo '{"type":"cancelling","id":1}'; sleep 1; done
+        echo '{"type":"error","id":1,"kind":"cancelled","text":"cancelled; nothing was written"}'""")
+    session = WorkerSession(python, cancel_grace_s=1.5)
+    seen = []
+    try:
+        with pytest.raises(WorkerCancelled, match="nothing was written"):
+            session.request(protocol.RUN, {"scene": "a"}, seen.append, lambda: bool(seen))
+        assert session.alive() and session.state == "idle"  # 3 s of winding down, never silent 1.5 s
+        assert [m["type"] for m in seen].count("cancelling") == 3
+    finally:
+        session.stop()
+
+
+def test_a_silent_worker_is_killed_after_the_grace_period(tmp_path):
+    from rrsis_qgis.warm_worker import WorkerSession
+
+    python = _cancelling_worker(tmp_path, "sleep 30")
+    session = WorkerSession(python, cancel_grace_s=1.5)
+    seen = []
+    started = time.monotonic()
+    with pytest.raises(WorkerCancelled, match="did not stop in time"):
+        session.request(protocol.RUN, {"scene": "a"}, seen.append, lambda: bool(seen))
+    assert time.monotonic() - started < 10
+    assert not session.alive() and session.returncode is not None
