@@ -126,7 +126,7 @@ class PredictOptions:
         metavar="F", low=0.0, high=0.9, high_open=True, front_ends=EVERYWHERE, dock="Advanced → Tile overlap",
         processing="OVERLAP", label="Tile overlap (fraction of a tile)")
     batch_size: Optional[int] = option(
-        None, int, "tiles per model call (default 2 on CPU, 16 on CUDA)", metavar="N", low=1)
+        None, int, "tiles per model call (default 8 on a CPU with bf16, 4 without, 16 on CUDA)", metavar="N", low=1)
     threshold: Optional[float] = option(
         None, float, "probability threshold (default: the model's, usually 0.5)",
         metavar="P", low=0.0, high=1.0, low_open=True, high_open=True, front_ends=EVERYWHERE, dock="Threshold",

@@ -30,10 +30,11 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 def auto_channels_last(device: torch.device, dtype: torch.dtype) -> bool:
-    """Channels-last where it was measured faster for the default (scripts/bench_forward_settings.py):
-    on a CPU running bf16 autocast (oneDNN's bf16 convolutions want NHWC); not for float32 on
-    a CPU, and not on CUDA until measured there."""
-    return device.type == "cpu" and dtype == torch.bfloat16
+    """Channels-last where it was measured faster for the default (scripts/bench_forward_settings.py,
+    2 cores of an AMD EPYC with avx512_bf16, 256 px tiles): on a CPU in float32 (34.2 against 26.0
+    tiles/s at batch 4); not under bf16 autocast there, where it collapses (7.9 against 39.0 tiles/s
+    at batch 4); not on CUDA until measured there."""
+    return device.type == "cpu" and dtype == torch.float32
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:

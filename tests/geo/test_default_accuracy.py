@@ -87,13 +87,18 @@ def baselines(category: str, dubai) -> dict:
 
 
 #: the model card's IoU on this sample (resources/models/default/README.md, "On the samples")
-CARD_IOU = {"building": 0.51, "vegetation": 0.74, "water": 0.09, "road": 0.24}
+CARD_IOU = {"building": 0.65, "vegetation": 0.50, "water": 0.67, "road": 0.36}
 #: goals of issue 21 the shipped model does not meet yet, kept visible: strict, so that the day a
 #: model meets one, its marker must go
 GOAL_NOT_MET = "a goal of issue 21 the shipped model does not meet yet (model card: Use and limits)"
+#: what round 3 lost against the model before it, kept visible: strict, so that it must go once fixed
+VEGETATION_REGRESSION = pytest.mark.xfail(strict=True, reason=(
+    "round 3 of issue 21 under-segments vegetation (recall 0.51 on this sample): 0.50 IoU, below the "
+    "text-blind darker half (0.58) that the model before it beat with 0.74 (model card: Use and limits)"))
 
 
-@pytest.mark.parametrize("category", sorted(CARD_IOU))
+@pytest.mark.parametrize("category", [c if c != "vegetation" else pytest.param(c, marks=VEGETATION_REGRESSION)
+                                      for c in sorted(CARD_IOU)])
 def test_each_category_beats_every_trivial_predictor(category, dubai):
     predicted, truth, valid, _ = dubai
     score = iou(predicted[category], truth == CODES[category], valid)
@@ -102,14 +107,13 @@ def test_each_category_beats_every_trivial_predictor(category, dubai):
     assert score >= best + 0.5 * (CARD_IOU[category] - best), (category, score, baselines(category, dubai))
 
 
-@pytest.mark.xfail(strict=True, reason=GOAL_NOT_MET + ": water precision 0.09 on this sample")
 def test_water_is_not_painted_over_the_golf_course(dubai):
     predicted, truth, valid, _ = dubai
     assert precision(predicted["water"], truth == CODES["water"], valid) >= 0.5
 
 
 @pytest.mark.parametrize("paraphrase, word", [("houses", "building"), ("structures", "building"),
-                                               ("greenery", "vegetation")])
+                                               pytest.param("greenery", "vegetation", marks=VEGETATION_REGRESSION)])
 def test_a_paraphrase_scores_like_its_training_word(paraphrase, word, dubai):
     predicted, truth, valid, _ = dubai
     target = truth == CODES[word]
@@ -150,19 +154,19 @@ def test_cars_are_found_at_their_labelled_positions(munich):
     layers, boxes = munich
     cars = boxes[boxes["class"] == "car"]
     assert layers["car"].crs.to_epsg() == 32632
-    assert (covered(layers["car"], cars) >= 0.5).mean() >= 0.7  # most cars, mostly covered (card: 0.76)
+    assert (covered(layers["car"], cars) >= 0.5).mean() >= 0.7  # most cars, mostly covered (card: 0.91)
     # the polygons are cars, not the street: most of their area lies inside a box
     inside = layers["car"].geometry.intersection(unary_union(list(boxes.geometry))).area.sum()
     assert inside / layers["car"].geometry.area.sum() >= 0.5
     # text-blind: what "building" and "road" mark covers the cars far worse
     blind = max((box_iou(layers[t], cars) for t in ("building", "road") if len(layers[t])), default=0.0)
-    assert box_iou(layers["car"], cars) >= max(0.35, blind + 0.2)  # card: 0.46
+    assert box_iou(layers["car"], cars) >= max(0.35, blind + 0.2)  # card: 0.58
 
 
 def test_a_held_out_word_finds_the_cars_about_as_well_as_the_training_word(munich):
     layers, boxes = munich
     cars = boxes[boxes["class"] == "car"]
-    assert box_iou(layers["automobiles"], cars) >= 0.75 * box_iou(layers["car"], cars)  # card: 0.38 / 0.46
+    assert box_iou(layers["automobiles"], cars) >= 0.75 * box_iou(layers["car"], cars)  # card: 0.55 / 0.58
     assert (covered(layers["automobiles"], cars) >= 0.5).mean() >= 0.7
     assert (covered(layers["vehicles"], boxes) >= 0.5).mean() >= 0.7  # the wider class, the minibus included
 
@@ -176,14 +180,13 @@ def minsk(tmp_path_factory):
 def test_car_finds_the_cars_of_another_city(minsk):
     layers, boxes = minsk
     cars = boxes[boxes["class"] == "car"]
-    # card: 82 % of the cars at least half covered, IoU 0.27 with their boxes; marking every pixel
+    # card: 77 % of the cars at least half covered, IoU 0.43 with their boxes; marking every pixel
     # would cover them all with an IoU under 0.05
     assert (covered(layers["car"], cars) >= 0.5).mean() >= 0.6
     assert box_iou(layers["car"], cars) >= 0.15
     assert (covered(layers["vehicle"], cars) >= 0.5).mean() >= 0.6
 
 
-@pytest.mark.xfail(strict=True, reason=GOAL_NOT_MET + ": 'car' and 'light-duty vehicle' half cover one of the three buses")
 def test_car_marks_no_bus(minsk):
     layers, boxes = minsk
     buses = boxes[boxes["class"] == "bus"]
@@ -192,7 +195,7 @@ def test_car_marks_no_bus(minsk):
     assert covered(layers["light-duty vehicle"], buses).max() < 0.25
 
 
-@pytest.mark.xfail(strict=True, reason=GOAL_NOT_MET + ": 'bus' half covers one bus of three and a quarter of the cars")
+@pytest.mark.xfail(strict=True, reason=GOAL_NOT_MET + ": 'bus' half covers one bus of three (crop recall of bus 7 %)")
 def test_bus_marks_the_buses_and_not_the_cars(minsk):
     layers, boxes = minsk
     buses, cars = boxes[boxes["class"] == "bus"], boxes[boxes["class"] == "car"]

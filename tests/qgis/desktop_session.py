@@ -111,7 +111,8 @@ def start_run(name, on_progress=None, on_done=None):
     def finished(outcome):
         dock.run_finished.disconnect(finished)
         REPORT["steps"][name].update(describe(outcome), worker_pid=task.worker_pid, exit=task.worker.returncode,
-                                     seconds=time.monotonic() - started)
+                                     seconds=time.monotonic() - started, options=task.request.options.to_dict(),
+                                     bbox=task.request.raster.bbox, scene=task.request.raster.path)
         later(0, lambda: on_done(task))
 
     task.progressChanged.connect(progressed)
