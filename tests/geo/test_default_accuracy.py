@@ -187,6 +187,8 @@ def test_car_finds_the_cars_of_another_city(minsk):
     assert (covered(layers["vehicle"], cars) >= 0.5).mean() >= 0.6
 
 
+@pytest.mark.xfail(strict=True, reason=GOAL_NOT_MET + ": 'car' covers 40 % of one of the three buses (none half: "
+                   "round 1 half covered one)")
 def test_car_marks_no_bus(minsk):
     layers, boxes = minsk
     buses = boxes[boxes["class"] == "bus"]

@@ -122,7 +122,8 @@ def test_300_m_scene_refused_in_one_line_before_any_tile_is_read(tmp_path, scale
     _, err = capsys.readouterr()
     assert code == 2 and predicted == [], (code, predicted)
     assert err == (
-        "rrsis-geo: error: 'houses' needs a scene of 3 m/px or finer (learned at 1.5 m/px) but landsat.tif has 300 m/px; "
+        "rrsis-geo: error: 'houses' needs a scene of 3.75 m/px or finer (learned at 1.2-1.875 m/px) but landsat.tif has "
+        "300 m/px; "
         "use finer imagery, or pass --force-gsd to run it anyway\n"
     )
     assert count_opens == [] and snapshot(tmp_path) == before
@@ -294,7 +295,7 @@ def test_a_fresh_command_refuses_a_300_m_scene_before_torch_loads(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.split() == ["2", "False"], (result.stdout, result.stderr)
-    assert "rrsis-geo: error: 'water' needs a scene of 3 m/px or finer" in result.stderr
+    assert "rrsis-geo: error: 'water' needs a scene of 3.75 m/px or finer" in result.stderr
 
 
 def test_forced_coarse_scene_upsamples_each_pass_back_onto_the_scene_grid(tmp_path, scaled_segmenter):

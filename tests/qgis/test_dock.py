@@ -276,7 +276,7 @@ def test_typing_shows_what_the_model_understands_and_its_scale(desktop, dock, sc
     outcome = run_dock(dock)
     assert outcome.status == "error"
     assert outcome.message == (
-        "'houses' needs a scene of 3 m/px or finer (learned at 1.5 m/px) but coarse.tif has 300 m/px; "
+        "'houses' needs a scene of 3.75 m/px or finer (learned at 1.2-1.875 m/px) but coarse.tif has 300 m/px; "
         "use finer imagery, or tick Advanced → Coarse scenes: Run anyway"
     )
 
