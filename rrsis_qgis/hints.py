@@ -95,14 +95,7 @@ class ExplainService(QObject):
 
     def _ask(self, python: str, checkpoint: str, expressions: List[str], device: str) -> Tuple[str, str, Dict[str, Any]]:
         """The thread: ask the warm worker; no Qt object is touched here."""
-        answer: Dict[str, Any] = {"knowledge": None, "explanations": {}}
-
-        def collect(msg: Dict[str, Any]) -> None:
-            if msg.get("type") == protocol.KNOWLEDGE:
-                answer["knowledge"] = msg
-            elif msg.get("type") == protocol.EXPLANATION:
-                answer["explanations"][str(msg.get("asked") or msg.get("expression"))] = msg
-
+        answer, collect = worker_client.explain_collector()
         body = {"expressions": list(expressions), "checkpoint": checkpoint or None, "device": device}
         self.pool.request(python, checkpoint, device, protocol.EXPLAIN, body, collect, self._stop.is_set, self._started)
         return python, checkpoint, answer

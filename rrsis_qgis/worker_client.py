@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from typing import IO, Any, Callable, Deque, Dict, List, Optional, Union
+from typing import IO, Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
 from rrsis_geo.errors import Fix
 
@@ -358,6 +358,20 @@ class WorkerRun(WorkerProcess):
         raise self._crashed(code)
 
 
+def explain_collector() -> Tuple[Dict[str, Any], MessageFn]:
+    """``(answer, on_message)``: the messages of an ``explain`` request gathered into
+    ``{"knowledge": <knowledge message or None>, "explanations": {asked: <explanation>}}``."""
+    answer: Dict[str, Any] = {"knowledge": None, "explanations": {}}
+
+    def collect(msg: Dict[str, Any]) -> None:
+        if msg.get("type") == protocol.KNOWLEDGE:
+            answer["knowledge"] = msg
+        elif msg.get("type") == protocol.EXPLANATION:
+            answer["explanations"][str(msg.get("asked") or msg.get("expression"))] = msg
+
+    return answer, collect
+
+
 def explain(
     python: str,
     expressions: List[str],
@@ -371,14 +385,7 @@ def explain(
     :class:`WorkerFailure` when the worker cannot answer (e.g. an older worker that knows only
     ``run``: kind ``protocol``).
     """
-    answer: Dict[str, Any] = {"knowledge": None, "explanations": {}}
-
-    def collect(msg: Dict[str, Any]) -> None:
-        if msg.get("type") == protocol.KNOWLEDGE:
-            answer["knowledge"] = msg
-        elif msg.get("type") == protocol.EXPLANATION:
-            answer["explanations"][str(msg.get("asked") or msg.get("expression"))] = msg
-
+    answer, collect = explain_collector()
     request = {"expressions": list(expressions), "checkpoint": checkpoint, "device": "cpu"}
     WorkerRun(python, request, collect, should_cancel, request_type=protocol.EXPLAIN, on_started=on_started).run()
     return answer
