@@ -62,8 +62,16 @@ def open_cluster(workers: Optional[int] = None, address: Optional[str] = None) -
 
     # the workers' own memory guard would pause or kill a worker holding a model and a scene;
     # the library bounds its memory itself (strips, block cache)
+    threads = threads_per_worker(n)
+    # Dask starts workers with OMP_NUM_THREADS=1 (one thread per task is its default): the model
+    # gets its share of the cores instead
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ") or {})
+    environ.update({name: threads for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
     with dask.config.set({"distributed.worker.memory.terminate": False, "distributed.worker.memory.pause": False,
-                          "distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": 3}):
+                          "distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": 3,
+                          "distributed.nanny.pre-spawn-environ": environ,
+                          "distributed.worker.profile.enabled": False}):
         cluster = distributed.LocalCluster(
             n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
             memory_limit=0, silence_logs=40,
@@ -71,7 +79,7 @@ def open_cluster(workers: Optional[int] = None, address: Optional[str] = None) -
         try:
             client = distributed.Client(cluster)
             try:
-                yield client, n, threads_per_worker(n)
+                yield client, n, threads
             finally:
                 client.close()
         finally:
