@@ -41,19 +41,20 @@ def read_part(part: Path, expressions: Sequence[str], label: str) -> Dict[str, A
     return frames
 
 
-def _common_crs(parts: List[Tuple[Scene, Dict[str, Any]]]) -> Any:
-    crss = {}
-    for scene, frames in parts:
-        crs = next(iter(frames.values())).crs
-        crss.setdefault(crs.to_string() if crs is not None else "none", (scene, crs))
-    if len(crss) > 1:
-        named = ", ".join(f"{scene.label}: {key}" for key, (scene, _) in list(crss.items())[:4])
+def _same_crs(first: Optional[Tuple[Scene, Any]], scene: Scene, frames: Dict[str, Any]) -> Tuple[Scene, Any]:
+    """The run's CRS (the first part's); refuses a part in another one."""
+    crs = next(iter(frames.values())).crs
+    if first is None:
+        return scene, crs
+    if crs != first[1]:
+        named = f"{first[0].label}: {first[1].to_string() if first[1] else 'none'}, {scene.label}: " \
+                f"{crs.to_string() if crs else 'none'}"
         raise InputError(
-            f"the scenes are in different CRSs ({named}{', …' if len(crss) > 4 else ''}) and the merged result has one; "
+            f"the scenes are in different CRSs ({named}) and the merged result has one; "
             "their parts are kept in the run directory",
             fix=Fix("crs", example="EPSG:4326", effect="to reproject every scene's polygons to one CRS"),
         )
-    return next(iter(crss.values()))[1]
+    return first
 
 
 def _parse_crs(crs: str) -> Any:
@@ -73,47 +74,50 @@ def merge_parts(
 ) -> Dict[str, int]:
     """Write the merged result of ``parts`` (in order) to ``output`` (+ one file per extra
     format beside it, same stem), every scene's polygons reprojected to ``crs`` when given (as
-    ``predict`` does with its ``crs`` option); expression -> polygon count."""
-    import geopandas as gpd
-    import pandas as pd
+    ``predict`` does with its ``crs`` option); expression -> polygon count. The GeoPackage is
+    written one part at a time (appended), so memory does not grow with the number of scenes; the
+    extra formats are written from it one table at a time."""
+    import pyogrio
 
     for fmt in formats:
         if fmt not in EXTRA_FORMATS:
             raise InputError(f"unknown output format {fmt!r}; use {' or '.join(EXTRA_FORMATS)}")
-    read = [(scene, read_part(path, expressions, scene.label)) for scene, path in parts]
-    if crs is not None:
-        target = _parse_crs(crs)
-        read = [(scene, {e: f.to_crs(target) if f.crs != target else f for e, f in frames.items()}) for scene, frames in read]
-    crs = _common_crs(read) if read else None
-    layers = {}
-    for expression in expressions:
-        frames = [frames[expression] for _, frames in read]
-        layers[expression] = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=crs) if frames else None
+    target = _parse_crs(crs) if crs is not None else None
+    names = layer_names(expressions)
+    counts = {e: 0 for e in expressions}
     with OutputTransaction(overwrite=overwrite) as outputs:
         temp = outputs.add(output, what="merged GeoPackage")
-        names = layer_names(expressions)
-        write_geopackage({n: layers[e] for n, e in zip(names, expressions) if layers[e] is not None}, temp,
-                         descriptions=dict(zip(names, expressions)), metadata=metadata)
+        first = None
+        for index, (scene, path) in enumerate(parts):
+            frames = read_part(path, expressions, scene.label)
+            if target is not None:
+                frames = {e: f.to_crs(target) if f.crs != target else f for e, f in frames.items()}
+            first = _same_crs(first, scene, frames)
+            if index == 0:  # creates the layers, with their descriptions and the run's metadata
+                write_geopackage({n: frames[e] for n, e in zip(names, expressions)}, temp,
+                                 descriptions=dict(zip(names, expressions)), metadata=metadata)
+            else:
+                for name, expression in zip(names, expressions):
+                    if len(frames[expression]):
+                        pyogrio.write_dataframe(frames[expression], str(temp), layer=name, driver="GPKG",
+                                                geometry_type="Polygon", append=True)
+            for expression in expressions:
+                counts[expression] += len(frames[expression])
         for fmt in formats:
-            _write_extra(layers, expressions, output, fmt, outputs)
+            _write_extra(temp, names, output, fmt, outputs)
         outputs.commit()
-    return {e: (0 if layers[e] is None else int(len(layers[e]))) for e in expressions}
+    return counts
 
 
-def _write_extra(layers: Dict[str, Any], expressions: Sequence[str], output: Path, fmt: str,
-                 outputs: OutputTransaction) -> None:
-    """All expressions in one table (an ``expression`` column is there already): FlatGeobuf or GeoParquet."""
+def _write_extra(merged: Path, names: Sequence[str], output: Path, fmt: str, outputs: OutputTransaction) -> None:
+    """All expressions in one table (an ``expression`` column is there already), read back from
+    the merged GeoPackage: FlatGeobuf or GeoParquet. This one table is held in memory."""
     import geopandas as gpd
     import pandas as pd
 
-    frames = [layers[e] for e in expressions if layers[e] is not None and len(layers[e])]
-    if not frames:
-        frames = [layers[e] for e in expressions if layers[e] is not None][:1]
-    table = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs) if frames else None
-    target = extra_path(output, fmt)
-    temp = outputs.add(target, what=f"merged {fmt}")
-    if table is None:
-        raise InputError("no polygons and no part to write; nothing was merged")
+    frames = [gpd.read_file(merged, layer=name, engine="pyogrio") for name in names]
+    table = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs)
+    temp = outputs.add(extra_path(output, fmt), what=f"merged {fmt}")
     if fmt == "fgb":
         table.to_file(temp, driver="FlatGeobuf", engine="pyogrio")
         return
