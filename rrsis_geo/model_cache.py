@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Hashable, Optional, Tuple
+from typing import TYPE_CHECKING, Hashable, Optional, Tuple
 
 from .catalog import resolve_checkpoint
 from .options import PredictOptions
@@ -72,12 +72,3 @@ class ModelCache:
                 if held[:2] == key[:2]:
                     return model
         return None
-
-    def describe(self) -> Dict[str, Optional[str]]:
-        """The models held, most recent last (name -> checkpoint directory)."""
-        with self._lock:
-            return {model.name: key[0] for key, model in self._models.items()}
-
-    def clear(self) -> None:
-        with self._lock:
-            self._models.clear()

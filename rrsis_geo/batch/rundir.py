@@ -66,6 +66,7 @@ class RunDir:
         self.root = Path(root).expanduser().absolute()
         self.parts = self.root / "parts"
         self.states = self.root / "scenes"
+        self._verified: set = set()  # done scenes whose part's checksum this process has checked
 
     def part(self, scene_id: str) -> Path:
         return self.parts / f"{scene_id}.gpkg"
@@ -96,6 +97,7 @@ class RunDir:
         return note
 
     def _supersede(self, previous: Optional[Dict[str, Any]], current: Dict[str, Any]) -> str:
+        self._verified.clear()
         stamp = time.strftime("%Y%m%d-%H%M%S")
         aside = self.root / "superseded" / stamp
         aside.mkdir(parents=True, exist_ok=True)
@@ -120,9 +122,11 @@ class RunDir:
             state = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {"state": PENDING}
-        if state.get("state") == DONE:
+        if state.get("state") == DONE and scene_id not in self._verified:  # each part read once per run
             part = self.part(scene_id)
-            if not part.is_file() or state.get("checksum") != file_checksum(part):
+            if part.is_file() and state.get("checksum") == file_checksum(part):
+                self._verified.add(scene_id)
+            else:
                 part.unlink(missing_ok=True)  # changed since it was recorded: never merged, run again
                 path.unlink(missing_ok=True)
                 return {"state": PENDING, "why": "its part is missing or changed"}
@@ -171,6 +175,8 @@ class RunDir:
     def record_done(self, scene_id: str, result: Dict[str, Any]) -> None:
         part = self.part(scene_id)
         write_json(self._state_path(scene_id), dict(result, state=DONE, part=str(part), checksum=file_checksum(part)))
+        self._verified.add(scene_id)
 
     def record_failed(self, scene_id: str, error: str, kind: str) -> None:
+        self._verified.discard(scene_id)
         write_json(self._state_path(scene_id), {"state": FAILED, "error": error, "kind": kind})

@@ -8,27 +8,18 @@ the library's one-line message; a bug or a lost worker comes back as the engine'
 
 from __future__ import annotations
 
-import importlib
 import os
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ..errors import RRSISError
+from ..extensions import import_extensions
 from ..model_cache import ModelCache
 from ..options import PredictOptions
 
-#: Comma-separated modules a worker imports first: extensions that register architectures
-#: (the plugin's worker reads the same variable).
-EXTENSIONS_ENV = "RRSIS_EXTENSIONS"
-
 _models: Optional[ModelCache] = None
 _threads_set = False
-
-
-def import_extensions() -> None:
-    for name in filter(None, (part.strip() for part in os.environ.get(EXTENSIONS_ENV, "").split(","))):
-        importlib.import_module(name)
 
 
 def _worker_index() -> int:

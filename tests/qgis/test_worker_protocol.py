@@ -11,7 +11,8 @@ import pytest
 
 from plugin_test_helpers import LIBRARY_ALLOWED, truncated_scene, write_scene
 from rrsis_qgis import protocol
-from rrsis_qgis.worker_client import WorkerCrashed, WorkerFailure, WorkerRun, describe_exit, explain, probe
+from rrsis_qgis.warm_worker import WorkerPool
+from rrsis_qgis.worker_client import WorkerCrashed, WorkerFailure, WorkerRun, describe_exit, explain_collector, probe
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -124,6 +125,18 @@ def test_loading_and_using_the_plugin_imports_no_library_or_gis_wheel(tmp_path):
 
 
 DEFAULT_MODEL = REPO / "resources" / "models" / "default"
+
+
+def explain(python: str, expressions, checkpoint=None) -> dict:
+    """What the dock's hints do: an ``explain`` request to a (warm) worker, the answer gathered."""
+    answer, collect = explain_collector()
+    pool = WorkerPool()
+    try:
+        pool.request(python, checkpoint or "", "cpu", protocol.EXPLAIN,
+                     {"expressions": list(expressions), "checkpoint": checkpoint, "device": "cpu"}, collect)
+    finally:
+        pool.shutdown()
+    return answer
 
 
 def test_an_older_worker_that_knows_only_run_refuses_explain_as_a_protocol_error(tmp_path):
