@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
+from .calibration import Calibration
 from .errors import CheckpointError, Fix
 from .knowledge import ModelKnowledge, model_knowledge
 
@@ -50,6 +51,7 @@ class CheckpointConfig:
     gsd_m: Optional[float] = None  # the scale of expressions that name no category of ``scales``
     vocabulary: Tuple[str, ...] = ()
     batch_size: Optional[int] = None  # tiles per call the checkpoint suggests (None: per device)
+    calibration: Optional[Calibration] = None  # per-category logit offsets (rrsis_geo.calibration)
     format_version: int = FORMAT_VERSION
     extra: Dict[str, Any] = field(default_factory=dict, hash=False)
 
@@ -80,6 +82,8 @@ class CheckpointConfig:
             value = getattr(self, f.name)
             if value is None or (f.name == "name" and not value):
                 continue
+            if isinstance(value, Calibration):
+                value = value.to_dict()
             out[f.name] = list(value) if isinstance(value, tuple) else value
         for key, value in self.extra.items():
             out.setdefault(key, value)
@@ -137,6 +141,8 @@ def _check(key: str, value: Any, where: str) -> Any:
         if len(triple) != 3 or not all(math.isfinite(v) for v in triple) or (key == "std" and min(triple) <= 0):
             raise bad("three numbers (red, green, blue)")
         return triple
+    if key == "calibration":
+        return Calibration.from_dict(value, where)
     if key == "vocabulary":
         if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise bad("a list of strings")

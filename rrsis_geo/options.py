@@ -149,7 +149,9 @@ class PredictOptions:
     resample: Optional[bool] = option(
         None, bool, "resample to the model's training GSD (default: when it differs by > 25 %)")
     readers: Optional[int] = option(None, int, "reader threads (default 1 on CPU)", metavar="N", low=1)
-    compile: bool = option(False, bool, "torch.compile the model (long runs on a GPU)")
+    compile: bool = option(
+        False, bool, "torch.compile the model: long runs (2 CPU cores: 34 -> 46 tiles/s after a one-off compilation; "
+        "needs a C++ compiler)")
     precision: str = option(
         "auto", Precision,
         "model arithmetic: auto (bf16 autocast on GPUs and on CPUs with native bf16, else float32), bf16 or fp32",

@@ -123,18 +123,27 @@ class PredictionPlan:
     model: str
     device: str = "cpu"
     precision: str = "fp32"
+    threshold: float = 0.5  # on the calibrated probability (rrsis_geo.calibration)
 
     @property
     def tiles(self) -> int:
         return sum(s.tiles for s in self.scenes)
+
+    def marked_from(self, expression: ExpressionPlan) -> float:
+        """The model's own probability from which ``expression`` is marked: the threshold moved
+        by its calibration offset."""
+        from .calibration import raw_threshold
+
+        return raw_threshold(self.threshold, expression.calibration_offset)
 
     def to_dict(self) -> Dict[str, Any]:
         return {
             "model": self.model,
             "device": self.device,
             "precision": self.precision,
+            "threshold": self.threshold,
             "tile_size": self.tile_size,
-            "expressions": [e.to_dict() for e in self.expressions],
+            "expressions": [dict(e.to_dict(), marked_from=self.marked_from(e)) for e in self.expressions],
             "scenes": [s.to_dict() for s in self.scenes],
         }
 
@@ -258,7 +267,8 @@ def plan_prediction(
         plan_scene(src, expressions, tile, options.overlap, resample=options.resample, force_gsd=options.force_gsd)
         for src in sources
     ]
-    return PredictionPlan(expressions, scenes, tile, segmenter.name, str(segmenter.device), segmenter.precision)
+    threshold = segmenter.threshold if options.threshold is None else float(options.threshold)
+    return PredictionPlan(expressions, scenes, tile, segmenter.name, str(segmenter.device), segmenter.precision, threshold)
 
 
 def check_tile_fits(segmenter: "Segmenter", tile: int, batch: int) -> None:
@@ -520,7 +530,7 @@ def predict(
         run.total = planned.tiles
         run.report("encoding expressions")
         run.segmenter = segmenter
-        run.threshold = segmenter.threshold if options.threshold is None else float(options.threshold)
+        run.threshold = planned.threshold
         per_expression = _run_scenes(run, sources, planned, texts, options, targets, _scene_labels(scenes))
         run.check_cancel()
         if run.unread:

@@ -37,6 +37,7 @@ class ExpressionPlan:
     expression: str
     explanation: Explanation
     scale: Optional[CategoryScale]
+    calibration_offset: float = 0.0  # the logit offset of the category it names (rrsis_geo.calibration)
 
     @property
     def gsd_m(self) -> Optional[float]:
@@ -54,6 +55,7 @@ class ExpressionPlan:
             "scale": None if self.scale is None else self.scale.to_dict(),
             "gsd_m": self.gsd_m,
             "coarsest_scene_m": self.coarsest_scene_m,
+            "calibration_offset": self.calibration_offset,
         }
 
 
@@ -97,12 +99,14 @@ class ScenePlan:
 def plan_expressions(segmenter: "Segmenter", texts: Sequence[str]) -> List[ExpressionPlan]:
     """The explanation and scale of each expression (the finest of the categories it names)."""
     knowledge = segmenter.knowledge
+    calibration = segmenter.card.calibration
     plans = []
     for text in texts:
         explanation = explain_with(segmenter, text)
         scales = [s for s in (knowledge.scale_of(c) for c in explanation.categories) if s is not None]
         scale = min(scales, key=lambda s: s.gsd_m) if scales else knowledge.scale_of(None)
-        plans.append(ExpressionPlan(text, explanation, scale))
+        offset = calibration.offset_for(explanation.categories) if calibration is not None else 0.0
+        plans.append(ExpressionPlan(text, explanation, scale, offset))
     return plans
 
 

@@ -81,6 +81,7 @@ class EncodedText:
     attention_mask: torch.Tensor  # [1, L] on the device
     truncated: bool
     state: Optional[Dict[str, torch.Tensor]] = None  # encode_text output, batch 1
+    offset: float = 0.0  # the calibration's logit offset for the category it names (rrsis_geo.calibration)
 
 
 def _follows_contract(model: nn.Module) -> bool:
@@ -210,9 +211,19 @@ class Segmenter:
         if self.uses_contract:
             with torch.inference_mode(), self.autocast():
                 state = self.model.encode_text(ids, mask)
-        encoded = EncodedText(text, ids, mask, bool(tokens.truncated[0]), state)
+        encoded = EncodedText(text, ids, mask, bool(tokens.truncated[0]), state, self.calibration_offset(text))
         self._cache[text] = encoded
         return encoded
+
+    def calibration_offset(self, expression: str) -> float:
+        """The logit offset of the category ``expression`` is understood as naming (0 without a
+        calibration in the checkpoint or a category; see :mod:`rrsis_geo.calibration`)."""
+        calibration = self.card.calibration
+        if calibration is None:
+            return 0.0
+        from .understanding import explain_with
+
+        return calibration.offset_for(explain_with(self, expression).categories)
 
     def sentence_embeddings(self, texts: Sequence[str]) -> Optional[torch.Tensor]:
         """Unit-length sentence embeddings ``[N, C]`` (CPU, float32) from the model's own text
@@ -235,7 +246,8 @@ class Segmenter:
         return torch.stack([self._sentences[t] for t in cleaned])
 
     def probabilities(self, images: torch.Tensor, text: EncodedText) -> torch.Tensor:
-        """Target probability ``[B, H, W]`` (float32) for normalised ``images[B, 3, H, W]``.
+        """Target probability ``[B, H, W]`` (float32) for normalised ``images[B, 3, H, W]``,
+        calibrated by ``text.offset``.
 
         Call inside ``torch.inference_mode()`` and :meth:`autocast`.
         """
@@ -255,9 +267,9 @@ class Segmenter:
         logits = logits.float()
         if logits.shape[-2:] != images.shape[-2:]:
             logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
-        if logits.shape[1] == 2:
-            return torch.sigmoid(logits[:, 1] - logits[:, 0])  # = softmax(...)[:, 1]
-        return torch.sigmoid(logits[:, 0])
+        if logits.shape[1] == 2:  # sigmoid(l1 - l0) = softmax(...)[:, 1]
+            return torch.sigmoid(logits[:, 1] - logits[:, 0] + text.offset)
+        return torch.sigmoid(logits[:, 0] + text.offset)
 
 
 def _load_tokenizer_for(path: Path, config: Dict[str, Any]) -> Any:

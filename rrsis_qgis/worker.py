@@ -202,6 +202,8 @@ def _pass_text(p: Dict[str, Any]) -> str:
 
 def expression_plans(plan: Dict[str, Any]) -> List[Dict[str, Any]]:
     """One ``plan`` message body per expression of a ``PredictionPlan.to_dict()``."""
+    from rrsis_geo.calibration import calibration_text
+
     out = []
     for e in plan.get("expressions", []):
         explanation = e.get("explanation") or {}
@@ -213,6 +215,8 @@ def expression_plans(plan: Dict[str, Any]) -> List[Dict[str, Any]]:
         ]
         details = "; ".join(_pass_text(p) for p in passes)
         understood = f"{explanation.get('message', e.get('expression'))}; {scale_text(e.get('gsd_m'))}"
+        understood += calibration_text(explanation.get("categories") or (), e.get("calibration_offset") or 0.0,
+                                       e.get("marked_from") or 0.0)
         out.append(dict(
             text=understood + (f" ({details})" if details else ""), understood=understood,
             expression=e.get("expression"), known=explanation.get("known"),

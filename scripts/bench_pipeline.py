@@ -179,9 +179,6 @@ def main(argv=None) -> int:
     # a `timeout` (SIGTERM) still removes the temporary scenes
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    from rrsis_geo.cli import prefer_passive_openmp
-
-    prefer_passive_openmp()  # as `rrsis-geo` does: measure what users get
     import torch
 
     import rrsis_geo

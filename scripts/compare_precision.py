@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bf16 against float32 on the shipped samples: do the masks agree, and do their scores move?
 
-    PYTHONPATH=. .venv/bin/python scripts/compare_precision.py [--checkpoint DIR] [--precision bf16]
+    PYTHONPATH=. .venv/bin/python scripts/compare_precision.py [--checkpoint DIR] [--precision bf16] [--compile]
 
 Runs :func:`rrsis_geo.predict` on the Dubai sample (land cover, against its label raster) and the
 Munich and Minsk street samples (vehicles, against their boxes) once per precision, and prints per
@@ -76,11 +76,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", help="checkpoint directory (default: the embedded default)")
     parser.add_argument("--precision", default="bf16", choices=("bf16", "auto"), help="compared with fp32")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the compared model (fp32 stays eager)")
     args = parser.parse_args(argv)
     import rrsis_geo
 
-    models = {p: rrsis_geo.load_model(args.checkpoint, device="cpu", precision=p) for p in ("fp32", args.precision)}
-    print(f"model {models['fp32'].name}: fp32 against {models[args.precision].precision}")
+    models = {p: rrsis_geo.load_model(args.checkpoint, device="cpu", precision=p, compile=args.compile and p != "fp32")
+              for p in ("fp32", args.precision)}
+    compiled = ", compiled" if args.compile else ""
+    print(f"model {models['fp32'].name}: fp32 against {models[args.precision].precision}{compiled}")
     print("| scene | expression | masks agree % | IoU fp32 | IoU other | run s fp32 | run s other |")
     print("|---|---|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="rrsis-precision-") as tmp:

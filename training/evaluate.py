@@ -20,7 +20,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -55,12 +55,16 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
-def predict_masks(logits: torch.Tensor, sizes: Sequence[Sequence[int]], threshold: float = 0.5) -> List[torch.Tensor]:
-    """Bool masks at each ground truth's size from ``[B, 2, h, w]`` logits."""
+def predict_masks(
+    logits: torch.Tensor, sizes: Sequence[Sequence[int]], threshold: float = 0.5, offsets: Optional[Sequence[float]] = None
+) -> List[torch.Tensor]:
+    """Bool masks at each ground truth's size from ``[B, 2, h, w]`` logits, each sample's target
+    logit moved by its calibration offset (:mod:`rrsis_geo.calibration`) where ``offsets`` are given."""
     masks = []
     for i, size in enumerate(sizes):
         resized = F.interpolate(logits[i : i + 1].float(), size=tuple(size), mode="bilinear", align_corners=False)
-        masks.append(resized.softmax(dim=1)[0, 1] > threshold)
+        margin = resized[0, 1] - resized[0, 0] + (offsets[i] if offsets is not None else 0.0)
+        masks.append(torch.sigmoid(margin) > threshold)  # = softmax(...)[1] without an offset
     return masks
 
 
@@ -79,9 +83,11 @@ def evaluate_loader(
     precision: str = "fp32",
     threshold: float = 0.5,
     score_size: str = "ground_truth",
+    offsets: Optional[Mapping[str, float]] = None,
 ) -> List[SampleResult]:
     """Per-sample results of ``model`` over a loader of items with ``gt_mask``, scored at each
-    truth's size or (``score_size="input"``) at the input size with the truth resized (nearest)."""
+    truth's size or (``score_size="input"``) at the input size with the truth resized (nearest).
+    ``offsets``: the calibration's logit offset per expression (absent: 0)."""
     was_training = model.training
     model.eval()
     results: List[SampleResult] = []
@@ -96,7 +102,8 @@ def evaluate_loader(
             gts = batch["gt_mask"]
             if score_size == "input":
                 gts = [resize_mask(gt, logits.shape[-2:]) for gt in gts]
-            preds = predict_masks(logits, [gt.shape for gt in gts], threshold)
+            shifts = [offsets.get(e, 0.0) for e in batch["expression"]] if offsets else None
+            preds = predict_masks(logits, [gt.shape for gt in gts], threshold, shifts)
             for pred, gt, index, category in zip(preds, gts, batch["index"].tolist(), batch["category"]):
                 results.append(score_sample(pred.cpu(), gt, index=index, category=category))
     finally:
@@ -119,8 +126,12 @@ def evaluate_checkpoint(
     scoring: Scoring = DEFAULT_SCORING,
     precision: str = "auto",
     limit: Optional[int] = None,
+    calibrated: bool = True,
 ) -> Dict[str, Any]:
     """Metrics of a checkpoint on one split (plus ``dataset``/``split``/``checkpoint`` fields).
+
+    ``calibrated``: apply the checkpoint's calibration as the library does (each expression's
+    offset from the category it is understood as naming); without one in the checkpoint, nothing.
 
     ``precision``: ``auto`` (bf16 on CUDA, float32 on the CPU), ``bf16`` or ``fp32``. ``limit``:
     score every k-th sample only, about ``limit`` in all (quick comparisons; the same subset
@@ -130,6 +141,9 @@ def evaluate_checkpoint(
     fmt = dataset or detect_format(data_root, split)
     data = {"root": str(data_root), "categories": list(categories) if categories else None, "image_dir": image_dir}
     ds = build_dataset(data, split, tokenizer, config, return_gt=True, fmt=fmt)
+    card = CheckpointConfig.from_dict(config)
+    offsets = expression_offsets(model, tokenizer, config, checkpoint, [s.expression for s in ds.samples]) \
+        if calibrated and card.calibration is not None else None
     torch_device = pick_device(device)
     model.to(torch_device)
     subset = ds if not limit or limit >= len(ds) else Subset(ds, range(0, len(ds), -(-len(ds) // int(limit))))
@@ -138,16 +152,27 @@ def evaluate_checkpoint(
         precision = "bf16" if torch_device.type == "cuda" else "fp32"
     results = evaluate_loader(
         model, loader, torch_device, precision=precision,
-        threshold=float(threshold if threshold is not None else CheckpointConfig.from_dict(config).threshold),
-        score_size=scoring.score_size,
+        threshold=float(threshold if threshold is not None else card.threshold),
+        score_size=scoring.score_size, offsets=offsets,
     )
     metrics = summarize(results, scoring)
     groups = breakdown(results, ds.samples, scoring)
     if groups:
         metrics["breakdown"] = groups
-    metrics.update({"dataset": fmt, "data_root": str(data_root), "split": split, "checkpoint": str(checkpoint)})
+    metrics.update({"dataset": fmt, "data_root": str(data_root), "split": split, "checkpoint": str(checkpoint),
+                    "calibrated": offsets is not None})
     metrics["categories_order"] = list(getattr(ds, "vocabulary", []))
     return metrics
+
+
+def expression_offsets(model: torch.nn.Module, tokenizer: Any, config: Mapping[str, Any], checkpoint: os.PathLike,
+                       expressions: Sequence[str]) -> Dict[str, float]:
+    """The calibration offset of each distinct expression, decided as the library decides it."""
+    from rrsis_geo.segmenter import Segmenter
+
+    segmenter = Segmenter(model, tokenizer, config, device="cpu", checkpoint=Path(checkpoint), precision="fp32",
+                          channels_last=False)
+    return {e: segmenter.calibration_offset(e) for e in dict.fromkeys(expressions)}
 
 
 #: groupings of :func:`breakdown`: a name and the sample fields that make a group's key
@@ -224,6 +249,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                         help="auto: bf16 autocast on CUDA, float32 on the CPU; bf16 also on a CPU with native bf16")
     parser.add_argument("--limit", type=int, help="score an evenly spaced subset of about this many samples")
+    parser.add_argument("--uncalibrated", action="store_true",
+                        help="ignore the checkpoint's calibration (the model's own probabilities)")
     parser.add_argument(
         "--paper-code-scoring", action="store_true",
         help="score as the reference code behind the published tables: Pr@t counts IoU >= t, an empty "
@@ -244,7 +271,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             dataset=args.dataset, batch_size=args.batch_size, num_workers=args.workers, device=args.device,
             threshold=args.threshold, categories=args.categories, image_dir=args.image_dir,
             scoring=PAPER_CODE_SCORING if args.paper_code_scoring else DEFAULT_SCORING,
-            precision=args.precision, limit=args.limit,
+            precision=args.precision, limit=args.limit, calibrated=not args.uncalibrated,
         )
     except RRSISError as exc:
         print(f"error: {exc}", file=sys.stderr)

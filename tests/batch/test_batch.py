@@ -84,8 +84,11 @@ def run_cli(argv, capsys):
 
 def start_cli(argv, env_extra) -> subprocess.Popen:
     env = dict(os.environ, **env_extra)
+    # Ctrl-C as a terminal sends it: a suite started in the background (`cmd &` in a script) has
+    # SIGINT ignored, which its children would inherit, and Python would then never raise it
     return subprocess.Popen([sys.executable, "-m", "rrsis_geo.cli", *argv], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def parts(run_dir: Path) -> list:

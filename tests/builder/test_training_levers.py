@@ -215,3 +215,58 @@ def test_cache_text_refuses_a_trained_text_encoder(built, tmp_path, capsys):
     cfg["model"]["overrides"]["text"] = {"frozen": False}
     assert train_main(["--config", str(_write(cfg, tmp_path / "a.yaml")), "--out", str(tmp_path / "r")]) == 2
     assert "train.cache_text cannot be used: the text encoder is trained" in capsys.readouterr().err
+
+
+def test_calibration_is_fitted_on_training_crops_and_shifts_the_library_probabilities(built, tmp_path, capsys):
+    import numpy as np
+
+    import rrsis_geo
+    from training.calibrate import main as calibrate_main
+
+    run = tmp_path / "run"
+    assert train_main(["--config", str(_write(_config(built, train={"epochs": 1}), tmp_path / "a.yaml")), "--out", str(run)]) == 0
+    best = run / "best"
+    before = (best / "config.json").read_bytes()
+    assert calibrate_main(["--checkpoint", str(best), "--data-root", str(built), "--split", "train", "--per-category", "4", "--dry-run"]) == 0
+    assert (best / "config.json").read_bytes() == before  # a dry run writes nothing
+    assert calibrate_main(["--checkpoint", str(best), "--data-root", str(built), "--split", "val"]) == 2
+    assert "training split" in capsys.readouterr().err
+    report = tmp_path / "report.json"
+    assert calibrate_main(["--checkpoint", str(best), "--data-root", str(built), "--split", "train", "--per-category", "4",
+                           "--json", str(report)]) == 0
+    calibration = json.loads((best / "config.json").read_text())["calibration"]
+    categories = {row["category"] for row in json.loads(report.read_text())["rows"]}
+    assert set(calibration["offsets"]) == categories and "car" in categories and "train" in calibration["fitted_on"]
+    # a second fit does not replace the first without --overwrite
+    written = (best / "config.json").read_bytes()
+    assert calibrate_main(["--checkpoint", str(best), "--data-root", str(built), "--split", "train", "--per-category", "4"]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (best / "config.json").read_bytes() == written
+
+    # the library applies the offset of the category an expression names, and none to others
+    config = json.loads(written)
+    config["calibration"]["offsets"] = {c: (2.0 if c == "car" else -1.0) for c in categories}
+    (best / "config.json").write_text(json.dumps(config))
+    seg = rrsis_geo.load_model(best, "cpu", precision="fp32")
+    car, bus, other = seg.encode("the cars"), seg.encode("a bus"), seg.encode("zebra crossing")
+    assert car.offset == 2.0 and bus.offset == -1.0
+    # (this tiny model's random text encoder may read anything as some category by similarity)
+    named = rrsis_geo.explain("zebra crossing", segmenter=seg).categories
+    assert other.offset == (0.0 if not named else 2.0 if named[0] == "car" else -1.0)
+    images = torch.rand(2, 3, 64, 64)
+    with torch.inference_mode():
+        calibrated = seg.probabilities(images, car).double()
+        raw = seg.probabilities(images, dataclasses_replace(car, offset=0.0)).double()
+    logit = lambda p: torch.log(p.clamp(1e-9, 1 - 1e-9) / (1 - p).clamp(1e-9, 1))  # noqa: E731
+    middle = (raw > 0.01) & (raw < 0.99)
+    assert middle.any() and np.allclose((logit(calibrated) - logit(raw))[middle].numpy(), 2.0, atol=1e-3)
+    # the crop evaluation scores the calibrated masks too, unless asked not to
+    from training.evaluate import evaluate_checkpoint
+
+    assert evaluate_checkpoint(best, built, "val", device="cpu")["calibrated"] is True
+    assert evaluate_checkpoint(best, built, "val", device="cpu", calibrated=False)["calibrated"] is False
+
+
+def dataclasses_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)

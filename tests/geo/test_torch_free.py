@@ -12,7 +12,7 @@ TORCH_FREE = [
     "rrsis_geo.vectorize", "rrsis_geo.rasterout", "rrsis_geo.sinks", "rrsis_geo.scaleplan", "rrsis_geo.understanding",
     "rrsis_geo.knowledge", "rrsis_geo.models.vocabulary", "rrsis_geo.memory", "rrsis_geo.cpu", "rrsis_geo.errors",
     "rrsis_geo.io_utils", "rrsis_geo.raster", "rrsis_geo.options", "rrsis_geo.checkpoint_config",
-    "rrsis_geo.models.config_file", "rrsis_geo.grid", "rrsis_geo.model_cache",
+    "rrsis_geo.models.config_file", "rrsis_geo.grid", "rrsis_geo.model_cache", "rrsis_geo.calibration",
 ]
 
 

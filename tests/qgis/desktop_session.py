@@ -29,8 +29,8 @@ from qgis.utils import iface, plugins
 CONFIG = json.loads(Path(os.environ["RRSIS_DESKTOP_TEST"]).read_text())
 FORBIDDEN = ("torch", "rasterio", "shapely", "pyogrio", "geopandas", "pyproj", "rrsis_geo")
 #: the library's standard-library-only modules the plugin reads its options schema from
-ALLOWED = ("rrsis_geo", "rrsis_geo.errors", "rrsis_geo.options", "rrsis_geo.checkpoint_config", "rrsis_geo.knowledge",
-           "rrsis_geo.models", "rrsis_geo.models.vocabulary")
+ALLOWED = ("rrsis_geo", "rrsis_geo.errors", "rrsis_geo.options", "rrsis_geo.checkpoint_config", "rrsis_geo.calibration",
+           "rrsis_geo.knowledge", "rrsis_geo.models", "rrsis_geo.models.vocabulary")
 REPORT = {"steps": {}, "error": None}
 _timers = []  # single-shot timers must stay referenced until they fire
 

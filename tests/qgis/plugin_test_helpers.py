@@ -20,7 +20,8 @@ FORBIDDEN = ("torch", "rasterio", "shapely", "pyogrio", "geopandas", "pyproj", "
 #: the library's standard-library-only modules the plugin reads (options schema, errors and their
 #: fixes, the typed checkpoint config); the packager's io_utils
 LIBRARY_ALLOWED = ("rrsis_geo", "rrsis_geo.errors", "rrsis_geo.options", "rrsis_geo.io_utils",
-                   "rrsis_geo.checkpoint_config", "rrsis_geo.knowledge", "rrsis_geo.models", "rrsis_geo.models.vocabulary")
+                   "rrsis_geo.checkpoint_config", "rrsis_geo.calibration", "rrsis_geo.knowledge", "rrsis_geo.models",
+                   "rrsis_geo.models.vocabulary")
 SCENE_CRS = "EPSG:32640"  # UTM 40N (Dubai)
 ORIGIN = (500000.0, 2800000.0)  # top-left corner of the test scenes, metres
 SQUARE = (64, 128, 96, 160)  # rows 64..128, columns 96..160 are bright in the test scenes
