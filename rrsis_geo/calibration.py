@@ -45,6 +45,12 @@ class Calibration:
     offsets: Tuple[Tuple[str, float], ...]
     fitted_on: str = ""
 
+    def __post_init__(self) -> None:  # one order, so that equal calibrations compare equal
+        names = [c for c, _ in self.offsets]
+        if len(set(names)) != len(names):
+            raise CheckpointError(f"calibration names a category twice: {sorted(names)}")
+        object.__setattr__(self, "offsets", tuple(sorted((str(c), float(o)) for c, o in self.offsets)))
+
     @classmethod
     def from_dict(cls, value: Any, where: str = "config.json") -> "Calibration":
         """Check ``{"offsets": {category: logit offset}, "fitted_on": "..."}``."""

@@ -12,7 +12,10 @@ its plain phrasing, whose target is empty. The model runs once over them as the 
 offsets to maximise the category's overall IoU (summed intersection over summed union) over the
 positives and the negatives together: a lower threshold that finds more of the category but
 marks it where it is absent pays for it. Among offsets within ``TOLERANCE`` of the best the one
-closest to 0 wins, so that noise does not move a category that is already right.
+closest to 0 wins, so that noise does not move a category that is already right. Samples are
+grouped by their data set category; the library picks an expression's offset by the category it
+understands the expression as naming, which for a paraphrase read as another category (or none)
+differs: the report's "after" figures assume they agree.
 
 The validation and test splits are refused: they stay the measure of what the calibration buys.
 Use crops of images the model did not train on: on its own training crops a model looks
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import sys
 from dataclasses import dataclass, field
@@ -35,7 +39,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from rrsis_geo.calibration import MAX_OFFSET
+from rrsis_geo.calibration import MAX_OFFSET, raw_threshold
 from rrsis_geo.checkpoint_config import CONFIG_NAME, CheckpointConfig
 from rrsis_geo.errors import InputError, OutputError, RRSISError
 from rrsis_geo.io_utils import temp_path_beside
@@ -119,7 +123,9 @@ def pick_samples(dataset: Any, table: Any, per_category: int, seed: int = 0) -> 
 
 
 def collect(segmenter: Any, dataset: Any, picked: Sequence[Tuple[int, int, str]], batch_size: int = 8) -> Dict[str, Counts]:
-    """Run the model over ``picked`` and count per category (see :class:`Counts`)."""
+    """Run the model over ``picked`` and count per category (see :class:`Counts`), at the
+    checkpoint's threshold."""
+    threshold = min(max(segmenter.threshold, 1e-6), 1 - 1e-6)
     counts: Dict[str, Counts] = {}
     model = segmenter.model
     for start in range(0, len(picked), batch_size):
@@ -130,7 +136,9 @@ def collect(segmenter: Any, dataset: Any, picked: Sequence[Tuple[int, int, str]]
         with torch.inference_mode(), segmenter.autocast():
             logits = model(images, ids, mask)
         logits = torch.nn.functional.interpolate(logits.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
-        margins = (logits[:, 1] - logits[:, 0]).cpu().numpy()
+        margin = logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits[:, 0]
+        # marked where sigmoid(margin + offset) >= threshold: count against logit(threshold)
+        margins = (margin - math.log(threshold / (1 - threshold))).cpu().numpy()
         for (image_index, text_index, category), margin in zip(chunk, margins):
             truth = dataset[image_index]["mask"].numpy().astype(bool) if image_index == text_index else np.zeros_like(margin, bool)
             counts.setdefault(category, Counts()).add(margin, truth)
@@ -140,7 +148,7 @@ def collect(segmenter: Any, dataset: Any, picked: Sequence[Tuple[int, int, str]]
     return counts
 
 
-def report(counts: Dict[str, Counts], offsets: Dict[str, float]) -> List[Dict[str, Any]]:
+def report(counts: Dict[str, Counts], offsets: Dict[str, float], threshold: float = 0.5) -> List[Dict[str, Any]]:
     """Per category: the offset, its raw threshold, and IoU / precision / recall at 0 and at it."""
     zero = int(np.argmin(np.abs(GRID)))
     rows = []
@@ -148,7 +156,7 @@ def report(counts: Dict[str, Counts], offsets: Dict[str, float]) -> List[Dict[st
         k = int(np.argmin(np.abs(GRID - offsets[category])))
         rows.append({
             "category": category, "positives": c.positives, "negatives": c.negatives, "offset": offsets[category],
-            "raw_threshold": round(1.0 / (1.0 + np.exp(offsets[category])), 3),
+            "raw_threshold": round(raw_threshold(threshold, offsets[category]), 3),
             "iou_before": round(float(c.iou()[zero]), 4), "iou_after": round(float(c.iou()[k]), 4),
             "precision_before": round(float(c.precision()[zero]), 4), "precision_after": round(float(c.precision()[k]), 4),
             "recall_before": round(float(c.recall()[zero]), 4), "recall_after": round(float(c.recall()[k]), 4),
@@ -189,7 +197,7 @@ def calibrate(checkpoint: Path, data_root: Path, split: str, per_category: int, 
     from .datasets import build_dataset, detect_format
     from .datasets.crops import CropTable
 
-    if split.startswith("val") or split == "test":
+    if split.startswith(("val", "test")):
         raise InputError(f"calibrate on a training split, not {split!r}: the validation split measures the result")
     segmenter = rrsis_geo.load_model(checkpoint, "cpu")
     dataset = build_dataset({"root": str(data_root), "categories": None, "image_dir": None}, split, segmenter.tokenizer, segmenter.config,
@@ -200,7 +208,7 @@ def calibrate(checkpoint: Path, data_root: Path, split: str, per_category: int, 
     offsets = {c: float(np.clip(choose_offset(n), -MAX_OFFSET, MAX_OFFSET)) for c, n in counts.items()}
     fitted_on = (f"{data_root.name}/{split}: up to {per_category} triplets per category and as many crops without it; "
                  f"overall IoU, {segmenter.precision}")
-    return offsets, report(counts, offsets), fitted_on
+    return offsets, report(counts, offsets, segmenter.threshold), fitted_on
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:

@@ -142,11 +142,12 @@ def evaluate_checkpoint(
     data = {"root": str(data_root), "categories": list(categories) if categories else None, "image_dir": image_dir}
     ds = build_dataset(data, split, tokenizer, config, return_gt=True, fmt=fmt)
     card = CheckpointConfig.from_dict(config)
-    offsets = expression_offsets(model, tokenizer, config, checkpoint, [s.expression for s in ds.samples]) \
+    chosen = range(len(ds)) if not limit or limit >= len(ds) else range(0, len(ds), -(-len(ds) // int(limit)))
+    subset = ds if len(chosen) == len(ds) else Subset(ds, chosen)
+    offsets = expression_offsets(model, tokenizer, config, checkpoint, [ds.samples[i].expression for i in chosen]) \
         if calibrated and card.calibration is not None else None
     torch_device = pick_device(device)
     model.to(torch_device)
-    subset = ds if not limit or limit >= len(ds) else Subset(ds, range(0, len(ds), -(-len(ds) // int(limit))))
     loader = DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
     if precision == "auto":
         precision = "bf16" if torch_device.type == "cuda" else "fp32"

@@ -78,3 +78,28 @@ def test_the_plan_says_from_which_model_probability_a_calibrated_expression_is_m
     assert "calibrated" not in lines[1]
     plan.threshold = 0.7  # --threshold moves it too
     assert plan.marked_from(plan.expressions[0]) == pytest.approx(1 / (1 + math.exp(1.5 - math.log(0.7 / 0.3))))
+
+
+def test_the_crop_evaluation_moves_each_sample_by_its_offset():
+    import torch
+
+    from training.evaluate import predict_masks
+
+    # background logit 0, target logit -1 everywhere: probability 0.27, unmarked at 0.5 ...
+    logits = torch.stack([torch.zeros(2, 4, 4), torch.full((2, 4, 4), -1.0)], dim=1)
+    plain = predict_masks(logits, [(4, 4), (4, 4)])
+    moved = predict_masks(logits, [(4, 4), (4, 4)], offsets=[1.5, 0.0])
+    assert not plain[0].any() and not plain[1].any()
+    assert moved[0].all() and not moved[1].any()  # ... marked once its sample's offset lifts it past 0
+
+
+def test_calibrations_compare_equal_whatever_order_they_were_built_in():
+    a = Calibration((("water", -0.25), ("bus", 1.5)))
+    assert a == Calibration((("bus", 1.5), ("water", -0.25)))
+    card = CheckpointConfig.from_dict({"architecture": "lgce"})
+    from dataclasses import replace
+
+    made = replace(card, calibration=a)
+    assert CheckpointConfig.from_dict(made.to_dict()) == made
+    with pytest.raises(CheckpointError, match="twice"):
+        Calibration((("bus", 1.0), ("bus", 2.0)))
