@@ -237,7 +237,10 @@ class OutputTransaction:
         self._locks.append(lock)
         # checked again under the lock: a run that held it may have just written the file
         check_output_target(path, overwrite=self.overwrite, what=what)
-        temp = temp_path_beside(path)
+        try:  # the directory may have stopped accepting files since the checks
+            temp = temp_path_beside(path)
+        except OSError as exc:
+            raise write_failure(path, exc) from exc
         self._temps[path] = temp
         return temp
 

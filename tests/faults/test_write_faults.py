@@ -155,3 +155,19 @@ def test_permission_taken_away_during_the_run(tmp_path, checkpoint, record):
                err.strip().splitlines()[-1], listing(out_dir))
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_directory_that_stops_accepting_files_between_the_checks_and_the_temporary_file(tmp_path, monkeypatch):
+    # the race the test above can hit: the lock was taken, then the temporary name cannot be made
+    from rrsis_geo import io_utils
+
+    def refused(target, suffix=None):
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".m.x.tmp.tif"))
+
+    with io_utils.OutputTransaction() as outputs:
+        monkeypatch.setattr(io_utils, "temp_path_beside", refused)
+        with pytest.raises(OutputError) as caught:
+            outputs.add(tmp_path / "m.tif")
+    message = str(caught.value)
+    assert message.startswith(f"cannot write {tmp_path / 'm.tif'}: Permission denied") and "\n" not in message
+    assert not (tmp_path / "m.tif").exists()
