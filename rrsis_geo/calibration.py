@@ -93,7 +93,12 @@ def calibration_text(categories: Sequence[str], offset: float, marked_from: floa
     return f"; calibrated: {categories[0]} marked from the model's {marked_from:.2f}"
 
 
+def threshold_logit(threshold: float) -> float:
+    """``logit(threshold)``, the threshold kept inside (0, 1)."""
+    t = min(max(float(threshold), 1e-6), 1 - 1e-6)
+    return math.log(t / (1 - t))
+
+
 def raw_threshold(threshold: float, offset: float) -> float:
     """The model's own probability ``p`` with ``sigmoid(logit(p) + offset) == threshold``."""
-    t = min(max(float(threshold), 1e-6), 1 - 1e-6)
-    return 1.0 / (1.0 + math.exp(offset - math.log(t / (1 - t))))
+    return 1.0 / (1.0 + math.exp(offset - threshold_logit(threshold)))

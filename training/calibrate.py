@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import sys
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from rrsis_geo.calibration import MAX_OFFSET, raw_threshold
+from rrsis_geo.calibration import MAX_OFFSET, raw_threshold, threshold_logit
 from rrsis_geo.checkpoint_config import CONFIG_NAME, CheckpointConfig
 from rrsis_geo.errors import InputError, OutputError, RRSISError
 from rrsis_geo.io_utils import temp_path_beside
@@ -125,7 +124,7 @@ def pick_samples(dataset: Any, table: Any, per_category: int, seed: int = 0) -> 
 def collect(segmenter: Any, dataset: Any, picked: Sequence[Tuple[int, int, str]], batch_size: int = 8) -> Dict[str, Counts]:
     """Run the model over ``picked`` and count per category (see :class:`Counts`), at the
     checkpoint's threshold."""
-    threshold = min(max(segmenter.threshold, 1e-6), 1 - 1e-6)
+    decision = threshold_logit(segmenter.threshold)
     counts: Dict[str, Counts] = {}
     model = segmenter.model
     for start in range(0, len(picked), batch_size):
@@ -138,7 +137,7 @@ def collect(segmenter: Any, dataset: Any, picked: Sequence[Tuple[int, int, str]]
         logits = torch.nn.functional.interpolate(logits.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
         margin = logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits[:, 0]
         # marked where sigmoid(margin + offset) >= threshold: count against logit(threshold)
-        margins = (margin - math.log(threshold / (1 - threshold))).cpu().numpy()
+        margins = (margin - decision).cpu().numpy()
         for (image_index, text_index, category), margin in zip(chunk, margins):
             truth = dataset[image_index]["mask"].numpy().astype(bool) if image_index == text_index else np.zeros_like(margin, bool)
             counts.setdefault(category, Counts()).add(margin, truth)
