@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
@@ -126,6 +127,10 @@ class Segmenter:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.uses_contract = _follows_contract(self.model)
         self._cache: Dict[str, EncodedText] = {}
+        # runs that share the model on several threads (batch workers) use the tokenizer and the
+        # text caches one at a time: a fast tokenizer used from two threads at once can fail
+        # ("Already borrowed")
+        self._encode_lock = threading.RLock()
         self._knowledge: Optional["ModelKnowledge"] = None
         self._sentences: Dict[str, torch.Tensor] = {}
         self._phrasings_read = False
@@ -198,12 +203,18 @@ class Segmenter:
 
         An expression longer than the model's ``max_tokens`` is truncated with a warning.
         """
-        from .models.tokenizer import clean_expression, tokenize
+        from .models.tokenizer import clean_expression
 
         text = clean_expression(expression)
-        cached = self._cache.get(text)
-        if cached is not None:
+        with self._encode_lock:
+            cached = self._cache.get(text)
+            if cached is None:
+                cached = self._cache[text] = self._encode(text)
             return cached
+
+    def _encode(self, text: str) -> EncodedText:
+        from .models.tokenizer import tokenize
+
         tokens = tokenize(self.tokenizer, [text], self.max_tokens)
         ids = tokens.input_ids.to(self.device)
         mask = tokens.attention_mask.to(self.device)
@@ -211,9 +222,7 @@ class Segmenter:
         if self.uses_contract:
             with torch.inference_mode(), self.autocast():
                 state = self.model.encode_text(ids, mask)
-        encoded = EncodedText(text, ids, mask, bool(tokens.truncated[0]), state, self.calibration_offset(text))
-        self._cache[text] = encoded
-        return encoded
+        return EncodedText(text, ids, mask, bool(tokens.truncated[0]), state, self.calibration_offset(text))
 
     def calibration_offset(self, expression: str) -> float:
         """The logit offset of the category ``expression`` is understood as naming (0 without a
@@ -235,15 +244,16 @@ class Segmenter:
         from . import phrasing_cache
         from .models.tokenizer import clean_expression
 
-        if not self._phrasings_read:
-            self._phrasings_read = True
-            stored = phrasing_cache.read(self.checkpoint, self.config, phrasing_cache.known_texts(self.knowledge))
-            self._sentences.update(stored or {})
         cleaned = [clean_expression(t).lower() for t in texts]
-        todo = [t for t in dict.fromkeys(cleaned) if t not in self._sentences]
-        if todo:
-            self._sentences.update(zip(todo, phrasing_cache.embed(self.model, self.tokenizer, todo, self.device)))
-        return torch.stack([self._sentences[t] for t in cleaned])
+        with self._encode_lock:
+            if not self._phrasings_read:
+                stored = phrasing_cache.read(self.checkpoint, self.config, phrasing_cache.known_texts(self.knowledge))
+                self._sentences.update(stored or {})
+                self._phrasings_read = True
+            todo = [t for t in dict.fromkeys(cleaned) if t not in self._sentences]
+            if todo:
+                self._sentences.update(zip(todo, phrasing_cache.embed(self.model, self.tokenizer, todo, self.device)))
+            return torch.stack([self._sentences[t] for t in cleaned])
 
     def probabilities(self, images: torch.Tensor, text: EncodedText) -> torch.Tensor:
         """Target probability ``[B, H, W]`` (float32) for normalised ``images[B, 3, H, W]``,

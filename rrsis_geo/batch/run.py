@@ -160,6 +160,15 @@ def _worker_options(options: PredictOptions) -> Dict[str, Any]:
     return values
 
 
+def _uses_gpu(options: PredictOptions) -> bool:
+    """Whether local workers will run the model on GPUs (what lays the cluster out)."""
+    if options.device not in (None, "auto") and not str(options.device).startswith("cuda"):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _run_on_engine(todo: List[Scene], texts: List[str], options: PredictOptions, settings: BatchSettings,
                    run_dir: RunDir, summary: BatchSummary) -> None:
     from .cluster import _distributed, open_cluster
@@ -167,7 +176,7 @@ def _run_on_engine(todo: List[Scene], texts: List[str], options: PredictOptions,
     from .tasks import segment_scene
 
     worker_options = _worker_options(options)
-    with open_cluster(settings.workers, settings.cluster) as (client, workers, threads):
+    with open_cluster(settings.workers, settings.cluster, gpu=_uses_gpu(options)) as (client, workers, threads):
         summary.workers = workers
         futures = {}
         for scene in todo:

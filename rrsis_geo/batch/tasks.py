@@ -9,6 +9,7 @@ the library's one-line message; a bug or a lost worker comes back as the engine'
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -19,7 +20,9 @@ from ..model_cache import ModelCache
 from ..options import PredictOptions
 
 _models: Optional[ModelCache] = None
-_threads_set = False
+_models_lock = threading.Lock()
+#: the torch threads set on each of the worker's task threads (OpenMP's count is per thread)
+_thread_settings = threading.local()
 
 
 def _worker_index() -> int:
@@ -47,15 +50,18 @@ def _device(options: PredictOptions) -> Optional[str]:
 
 
 def _setup(threads: Optional[int]) -> ModelCache:
-    global _models, _threads_set
-    if _models is None:
-        import_extensions()
-        _models = ModelCache()
-    if threads and not _threads_set:
+    """The worker's model cache (made once, whichever of its task threads comes first); sets the
+    calling thread's torch threads to ``threads``."""
+    global _models
+    with _models_lock:
+        if _models is None:
+            import_extensions()
+            _models = ModelCache()
+    if threads and getattr(_thread_settings, "threads", None) != threads:
         import torch
 
-        torch.set_num_threads(int(threads))  # the machine's cores shared between its workers
-        _threads_set = True
+        torch.set_num_threads(int(threads))  # the scene's share of the machine's cores
+        _thread_settings.threads = threads
     return _models
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 import rrsis_geo
-from batch_model import CALLS_ENV, DELAY_ENV
+from batch_model import CALLS_ENV, DELAY_ENV, SPANS_ENV
 from geo_testdata import UTM_ORIGIN, red_square_scene, write_geotiff
 
 pytestmark = pytest.mark.slow
@@ -128,6 +128,37 @@ def test_a_hundred_scenes_on_two_workers_equal_the_serial_run_and_resume_runs_no
     assert code == 0, err
     assert calls(worker_env) == 100 and "done now: 0 | done before: 100" in stdout  # resumed: nothing ran
     assert_same_polygons(out, expected)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one scene per core: needs two cores")
+def test_one_cpu_worker_runs_a_scene_per_core_at_once_with_one_model(worker_env, counted_checkpoint, tmp_path,
+                                                                     capsys, monkeypatch):
+    spans_file = tmp_path / "spans.txt"
+    monkeypatch.setenv(SPANS_ENV, str(spans_file))
+    monkeypatch.setenv(DELAY_ENV, "0.3")
+    scenes = make_scenes(tmp_path / "scenes", 8)
+    out, run_dir = tmp_path / "merged.gpkg", tmp_path / "run"
+    code, _, err = run_cli(batch_argv([tmp_path / "scenes" / "*.tif"], counted_checkpoint, out, run_dir,
+                                      "--workers", 1), capsys)
+    assert code == 0, err
+    spans = [line.split() for line in spans_file.read_text().splitlines()]
+    assert len(spans) == 8 and len({pid for pid, *_ in spans}) == 1  # one worker process ran them all
+    assert len({thread for _, thread, *_ in spans}) >= 2  # on several task threads ...
+    times = sorted((float(a), float(b)) for *_, a, b in spans)
+    assert any(later[0] < earlier[1] for earlier, later in zip(times, times[1:]))  # ... at the same time
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["done"] == 8 and max(json.loads(p.read_text()).get("model_loads", 0)
+                                        for p in (run_dir / "scenes").glob("*.json")) == 1
+    assert_same_polygons(out, serial(scenes, counted_checkpoint))
+
+
+def test_worker_layout_shares_the_cores():
+    from rrsis_geo.batch.cluster import WorkerLayout, worker_layout
+
+    assert worker_layout(1, gpu=False, cores=2) == WorkerLayout(1, 2, 1)  # a scene per core, one thread each
+    assert worker_layout(2, gpu=False, cores=2) == WorkerLayout(2, 1, 1)
+    assert worker_layout(4, gpu=False, cores=2) == WorkerLayout(4, 1, 1)  # never less than one
+    assert worker_layout(2, gpu=True, cores=16) == WorkerLayout(2, 1, 8)  # one scene per GPU, cores to feed it
 
 
 def test_a_killed_worker_loses_nothing_and_duplicates_nothing(worker_env, counted_checkpoint, tmp_path):
