@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 from ..errors import DependencyError, InputError
 
@@ -43,27 +43,56 @@ class WorkerLayout:
     torch_threads: int
 
 
-def worker_layout(workers: int, gpu: bool, cores: Optional[int] = None) -> WorkerLayout:
+#: the most scenes a CPU worker runs at once: measured on 2 cores only; more scenes also hold more
+#: buffers and accumulators at once (each run checks its memory as if it were alone)
+MAX_SCENES_AT_ONCE = 4
+#: GDAL's block cache of a worker per scene it runs at once (MB; see :func:`worker_environment`)
+BLOCK_CACHE_MB_PER_SCENE = 256
+
+
+def worker_layout(workers: int, gpu: bool, cores: Optional[int] = None, compiled: bool = False) -> WorkerLayout:
     """The layout of ``workers`` local workers on ``cores`` cores (default: this machine's).
 
-    On a GPU a worker runs one scene at a time and its share of the cores feeds it. On the CPU a
-    worker runs one scene per core of its share, each on one torch thread: measured on 2 cores
-    (README, "Batch runs"), two scenes at once on one thread each give 1.19-1.25x the scenes/s
-    of one scene on two threads, because the default model does not keep two threads busy (its
-    bare forward runs 1.57x faster on 2 threads than on 1, not 2x).
+    On a GPU, or with a compiled model (torch.compile is not thread-safe), a worker runs one
+    scene at a time and its share of the cores feeds it. On the CPU a worker runs one scene per
+    core of its share (at most :data:`MAX_SCENES_AT_ONCE`), the share's threads divided between
+    them: measured on 2 cores (README, "Batch runs"), two scenes at once on one thread each give
+    1.19-1.25x the scenes/s of one scene on two threads, because the default model does not keep
+    two threads busy (its bare forward runs 1.57x faster on 2 threads than on 1, not 2x).
     """
     share = max(1, (cores or os.cpu_count() or 1) // max(1, workers))
-    if gpu:
+    if gpu or compiled:
         return WorkerLayout(workers, 1, share)
-    return WorkerLayout(workers, share, 1)
+    scenes = min(share, MAX_SCENES_AT_ONCE)
+    return WorkerLayout(workers, scenes, share // scenes)
+
+
+def worker_environment(layout: WorkerLayout) -> Dict[str, str]:
+    """Environment of the local workers: Dask's ``pre-spawn-environ`` with the layout's threads.
+
+    Dask starts workers with ``OMP_NUM_THREADS=1`` and ``MALLOC_TRIM_THRESHOLD_=65536`` (glibc
+    returning memory after every tensor); both made each scene 40 % slower (README). A worker
+    running several scenes at once gets one cap on GDAL's block cache, which is one setting for
+    the whole process, for all of them: each run's own cap (:func:`rrsis_geo.raster.bounded_block_cache`,
+    which leaves a ``GDAL_CACHEMAX`` from the environment alone) would be restored by another
+    run out of order. A ``GDAL_CACHEMAX`` of the user's is kept.
+    """
+    import dask
+
+    environ = {k: str(v) for k, v in (dask.config.get("distributed.nanny.pre-spawn-environ") or {}).items()}
+    environ.update({name: str(layout.torch_threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    if layout.scenes_at_once > 1 and not os.environ.get("GDAL_CACHEMAX"):
+        environ["GDAL_CACHEMAX"] = str(BLOCK_CACHE_MB_PER_SCENE * layout.scenes_at_once)
+    return environ
 
 
 @contextlib.contextmanager
-def open_cluster(workers: Optional[int] = None, address: Optional[str] = None,
-                 gpu: bool = False) -> Iterator[Tuple[object, int, Optional[int]]]:
+def open_cluster(workers: Optional[int] = None, address: Optional[str] = None, gpu: bool = False,
+                 compiled: bool = False) -> Iterator[Tuple[object, int, Optional[int]]]:
     """``(client, workers, torch threads per scene)``: a local cluster of ``workers`` processes laid
-    out by :func:`worker_layout` for ``gpu`` workers (stopped on exit), or the cluster at
-    ``address`` (left running; threads: its own)."""
+    out by :func:`worker_layout` (stopped on exit), or the cluster at ``address`` (left running;
+    threads: its own)."""
     distributed = _distributed()
     if address:
         try:
@@ -84,14 +113,10 @@ def open_cluster(workers: Optional[int] = None, address: Optional[str] = None,
         raise InputError(f"--workers {n}: give at least 1")
     import dask
 
+    layout = worker_layout(n, gpu, compiled=compiled)
+    environ = worker_environment(layout)
     # the workers' own memory guard would pause or kill a worker holding a model and a scene;
     # the library bounds its memory itself (strips, block cache)
-    layout = worker_layout(n, gpu)
-    # Dask starts workers with OMP_NUM_THREADS=1; each scene gets the layout's torch threads (the
-    # task sets them on its own thread too: OpenMP's thread count is per calling thread)
-    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ") or {})
-    environ.update({name: layout.torch_threads for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
-    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
     with dask.config.set({"distributed.worker.memory.terminate": False, "distributed.worker.memory.pause": False,
                           "distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": 3,
                           "distributed.nanny.pre-spawn-environ": environ,

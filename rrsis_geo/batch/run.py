@@ -176,7 +176,9 @@ def _run_on_engine(todo: List[Scene], texts: List[str], options: PredictOptions,
     from .tasks import segment_scene
 
     worker_options = _worker_options(options)
-    with open_cluster(settings.workers, settings.cluster, gpu=_uses_gpu(options)) as (client, workers, threads):
+    local = not settings.cluster
+    with open_cluster(settings.workers, settings.cluster, gpu=local and _uses_gpu(options),
+                      compiled=bool(options.compile)) as (client, workers, threads):
         summary.workers = workers
         futures = {}
         for scene in todo:

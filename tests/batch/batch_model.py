@@ -1,8 +1,9 @@
 """``test-counted``: the ``test-red`` model (output known from the red channel) that appends one
 line per model call to the file named in ``$RRSIS_TEST_CALLS`` and sleeps ``$RRSIS_TEST_DELAY``
 seconds per call: the batch tests count calls across worker processes and get time to kill one.
-``$RRSIS_TEST_SPANS`` names a file that gets "pid thread start end" (wall seconds) per finished
-call: which calls of one worker ran at the same time."""
+``$RRSIS_TEST_SPANS`` names a file that gets "pid thread start end torch-threads GDAL_CACHEMAX"
+(wall seconds; "-" for an unset variable) per finished call: which calls of one worker ran at the
+same time, and with what settings."""
 
 from __future__ import annotations
 
@@ -32,7 +33,10 @@ class CountedRedModel(RedModel):
         spans = os.environ.get(SPANS_ENV)
         if spans:
             with open(spans, "a") as out:
-                out.write(f"{os.getpid()} {threading.get_ident()} {started:.6f} {time.time():.6f}\n")
+                import torch
+
+                settings = f"{torch.get_num_threads()} {os.environ.get('GDAL_CACHEMAX') or '-'}"
+                out.write(f"{os.getpid()} {threading.get_ident()} {started:.6f} {time.time():.6f} {settings}\n")
         return result
 
 

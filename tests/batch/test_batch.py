@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 import rrsis_geo
+from rrsis_geo.batch.cluster import BLOCK_CACHE_MB_PER_SCENE, MAX_SCENES_AT_ONCE, WorkerLayout, worker_environment, worker_layout
 from batch_model import CALLS_ENV, DELAY_ENV, SPANS_ENV
 from geo_testdata import UTM_ORIGIN, red_square_scene, write_geotiff
 
@@ -144,21 +145,31 @@ def test_one_cpu_worker_runs_a_scene_per_core_at_once_with_one_model(worker_env,
     spans = [line.split() for line in spans_file.read_text().splitlines()]
     assert len(spans) == 8 and len({pid for pid, *_ in spans}) == 1  # one worker process ran them all
     assert len({thread for _, thread, *_ in spans}) >= 2  # on several task threads ...
-    times = sorted((float(a), float(b)) for *_, a, b in spans)
+    times = sorted((float(a), float(b)) for _, _, a, b, *_ in spans)
     assert any(later[0] < earlier[1] for earlier, later in zip(times, times[1:]))  # ... at the same time
+    layout = worker_layout(1, gpu=False)
+    assert {(int(t), cache) for *_, t, cache in spans} == {
+        (layout.torch_threads, os.environ.get("GDAL_CACHEMAX") or str(BLOCK_CACHE_MB_PER_SCENE * layout.scenes_at_once))}
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["done"] == 8 and max(json.loads(p.read_text()).get("model_loads", 0)
                                         for p in (run_dir / "scenes").glob("*.json")) == 1
     assert_same_polygons(out, serial(scenes, counted_checkpoint))
 
 
-def test_worker_layout_shares_the_cores():
-    from rrsis_geo.batch.cluster import WorkerLayout, worker_layout
-
+def test_worker_layout_shares_the_cores(monkeypatch):
     assert worker_layout(1, gpu=False, cores=2) == WorkerLayout(1, 2, 1)  # a scene per core, one thread each
     assert worker_layout(2, gpu=False, cores=2) == WorkerLayout(2, 1, 1)
     assert worker_layout(4, gpu=False, cores=2) == WorkerLayout(4, 1, 1)  # never less than one
+    assert worker_layout(1, gpu=False, cores=16) == WorkerLayout(1, MAX_SCENES_AT_ONCE, 16 // MAX_SCENES_AT_ONCE)
+    assert worker_layout(1, gpu=False, cores=2, compiled=True) == WorkerLayout(1, 1, 2)  # torch.compile: one at a time
     assert worker_layout(2, gpu=True, cores=16) == WorkerLayout(2, 1, 8)  # one scene per GPU, cores to feed it
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    environ = worker_environment(WorkerLayout(1, 2, 1))
+    assert environ["OMP_NUM_THREADS"] == "1" and "MALLOC_TRIM_THRESHOLD_" not in environ
+    assert environ["GDAL_CACHEMAX"] == str(2 * BLOCK_CACHE_MB_PER_SCENE)  # one cap for the scenes at once
+    assert "GDAL_CACHEMAX" not in worker_environment(WorkerLayout(1, 1, 2))  # one scene: its own cap per run
+    monkeypatch.setenv("GDAL_CACHEMAX", "64")
+    assert "GDAL_CACHEMAX" not in worker_environment(WorkerLayout(1, 2, 1))  # the user's, inherited, is kept
 
 
 def test_a_killed_worker_loses_nothing_and_duplicates_nothing(worker_env, counted_checkpoint, tmp_path):
