@@ -580,9 +580,8 @@ class Trainer:
 
 def warm_start(model: nn.Module, checkpoint: Path) -> Dict[str, Any]:
     """Load a checkpoint's weights into ``model`` (same layout; frozen encoders it references by
-    package stay as built); returns its lineage entry (path, name, weights sha256, its own lineage)."""
+    package stay as built); returns its lineage entry (:func:`lineage_entry`)."""
     from rrsis_geo.models.checkpoint import WEIGHTS_NAME
-    from rrsis_geo.models.pretrained import sha256_file
 
     config_path = checkpoint / "config.json"
     if not config_path.is_file() or not (checkpoint / WEIGHTS_NAME).is_file():
@@ -603,6 +602,15 @@ def warm_start(model: nn.Module, checkpoint: Path) -> Dict[str, Any]:
             f"model.init_from: {checkpoint} does not fit the configured model (tensor {(missing or unexpected)[0]!r}); "
             "warm start needs the same architecture"
         )
+    return lineage_entry(checkpoint, config)
+
+
+def lineage_entry(checkpoint: Path, config: Mapping[str, Any]) -> Dict[str, Any]:
+    """What a model made from ``checkpoint`` records of it: path, name, weights sha256, and the
+    checkpoint's own warm-start lineage."""
+    from rrsis_geo.models.checkpoint import WEIGHTS_NAME
+    from rrsis_geo.models.pretrained import sha256_file
+
     previous = ((config.get("metrics") or {}).get("training") or {}).get("init_from")
     entry: Dict[str, Any] = {"checkpoint": str(checkpoint), "name": config.get("name"), "sha256": sha256_file(checkpoint / WEIGHTS_NAME)}
     if previous:

@@ -72,14 +72,11 @@ def average_states(states: Sequence[Dict[str, torch.Tensor]]) -> Dict[str, torch
 
 
 def lineage(checkpoint: Path, config: Dict[str, Any]) -> Dict[str, Any]:
-    """What the soup records of one ingredient."""
-    from rrsis_geo.models.pretrained import sha256_file
+    """What the soup records of one ingredient: its lineage entry (as a warm start records) and
+    the training run that made it."""
+    from training.engine import lineage_entry
 
-    entry: Dict[str, Any] = {
-        "checkpoint": str(checkpoint),
-        "name": config.get("name"),
-        "sha256": sha256_file(checkpoint / WEIGHTS_NAME),
-    }
+    entry = lineage_entry(checkpoint, config)
     training = (config.get("metrics") or {}).get("training")
     if training:
         entry["training"] = training

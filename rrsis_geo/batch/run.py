@@ -160,24 +160,15 @@ def _worker_options(options: PredictOptions) -> Dict[str, Any]:
     return values
 
 
-def _uses_gpu(options: PredictOptions) -> bool:
-    """Whether local workers will run the model on GPUs (what lays the cluster out)."""
-    if options.device not in (None, "auto") and not str(options.device).startswith("cuda"):
-        return False
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def _run_on_engine(todo: List[Scene], texts: List[str], options: PredictOptions, settings: BatchSettings,
                    run_dir: RunDir, summary: BatchSummary) -> None:
     from .cluster import _distributed, open_cluster
     from .progress import BatchProgress
-    from .tasks import segment_scene
+    from .tasks import segment_scene, uses_gpu
 
     worker_options = _worker_options(options)
     local = not settings.cluster
-    with open_cluster(settings.workers, settings.cluster, gpu=local and _uses_gpu(options),
+    with open_cluster(settings.workers, settings.cluster, gpu=local and uses_gpu(options),
                       compiled=bool(options.compile)) as (client, workers, threads):
         summary.workers = workers
         futures = {}

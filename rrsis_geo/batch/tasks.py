@@ -38,6 +38,15 @@ def _worker_index() -> int:
         return sum(str(name).encode("utf-8"))
 
 
+def uses_gpu(options: PredictOptions) -> bool:
+    """Whether this machine's workers run ``options``' model on a GPU (see :func:`_device`)."""
+    if options.device not in (None, "auto") and not str(options.device).startswith("cuda"):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _device(options: PredictOptions) -> Optional[str]:
     """One GPU per worker: worker k of a machine with n GPUs takes cuda:(k mod n)."""
     if options.device not in (None, "auto", "cuda"):
