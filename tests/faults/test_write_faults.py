@@ -18,12 +18,14 @@ from rrsis_geo.errors import OutputError
 needs_mount = pytest.mark.skipif(can_mount() is not None, reason=str(can_mount()))
 
 
-def fail_during_run(action):
-    """A progress callback that runs ``action`` once, after the first batch of tiles."""
+def fail_during_run(action, before_tiles: bool = False):
+    """A progress callback that runs ``action`` once, after the first batch of tiles (or, with
+    ``before_tiles``, once the run is planned and its outputs reserved, before the first tile)."""
     state = {"done": False}
 
     def progress(done, total, message):
-        if done >= 1 and not state["done"]:
+        due = message == "encoding expressions" if before_tiles else done >= 1
+        if due and not state["done"]:
             state["done"] = True
             action()
 
@@ -81,7 +83,11 @@ def test_read_only_file_system(tmp_path, capsys, scene, checkpoint, record):
         record("output on a read-only tmpfs", code, err, "nothing")
 
         remount(mnt, "rw")
-        error = predict_error(scene, checkpoint, fail_during_run(lambda: remount(mnt, "ro")), mask_out=mnt / "m.tif")
+        # Linux refuses a read-only remount (EBUSY) while a file is open for writing, and the
+        # strip writer's thread opens the GeoTIFF at the first finished strip: after the first
+        # batch the remount raced that open (CI lost the race), so it happens before the tiles.
+        turn_read_only = fail_during_run(lambda: remount(mnt, "ro"), before_tiles=True)
+        error = predict_error(scene, checkpoint, turn_read_only, mask_out=mnt / "m.tif")
         assert f"cannot write {mnt / 'm.tif'}: Read-only file system; write elsewhere" == str(error)
         # the lock taken before the file system turned read-only cannot be removed any more
         assert listing(mnt) == [".m.tif.lock"]
