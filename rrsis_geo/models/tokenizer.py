@@ -7,11 +7,13 @@ that every batch has one shape.
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Sequence, Tuple, Union
 
 from ..errors import CheckpointError, ExpressionError
 
@@ -22,25 +24,131 @@ PathLike = Union[str, "os.PathLike[str]"]
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
 
-def load_tokenizer(directory: PathLike) -> Any:
+class WordPieceTokenizer:
+    """A checkpoint's BERT WordPiece tokenizer, run by the ``tokenizers`` library directly.
+
+    It answers the part of transformers' tokenizer interface this project uses (``__call__`` for
+    ids, ``convert_ids_to_tokens``, ``convert_tokens_to_ids``, ``decode``, ``len``, the special
+    tokens, ``save_pretrained``) with the same ids (``tests/models/test_lean_modules.py``), without
+    importing transformers (~0.8 s per process). Each padded length gets its own configured copy
+    of the tokenizer, so that no call changes a tokenizer another thread may be using.
+    """
+
+    def __init__(self, backend: Any, config: Dict[str, Any]) -> None:
+        backend.no_truncation()
+        backend.no_padding()
+        self._backend = backend
+        self._config = dict(config)
+        self._padded: Dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self.unk_token = str(config.get("unk_token") or backend.model.unk_token)
+        self.pad_token = str(config.get("pad_token") or "[PAD]")
+        self.all_special_tokens = [t.content for t in backend.get_added_tokens_decoder().values() if t.special]
+
+    def __getstate__(self) -> Dict[str, Any]:  # picklable as transformers' tokenizers are (not the lock)
+        state = dict(self.__dict__)
+        del state["_lock"]
+        state["_padded"] = {}
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    @property
+    def unk_token_id(self) -> int:
+        return int(self._backend.token_to_id(self.unk_token))
+
+    @property
+    def pad_token_id(self) -> int:
+        pad = self._backend.token_to_id(self.pad_token)
+        return int(pad) if pad is not None else 0
+
+    def __len__(self) -> int:
+        return int(self._backend.get_vocab_size(with_added_tokens=True))
+
+    def __call__(self, texts: Union[str, Sequence[str]], add_special_tokens: bool = True) -> Dict[str, Any]:
+        """``{"input_ids": ids}`` (a list, or a list of lists for several texts), unpadded."""
+        if isinstance(texts, str):
+            return {"input_ids": self._backend.encode(texts, add_special_tokens=add_special_tokens).ids}
+        return {"input_ids": [e.ids for e in self._backend.encode_batch(list(texts), add_special_tokens=add_special_tokens)]}
+
+    def padded(self, texts: Sequence[str], length: int) -> Tuple[List[List[int]], List[List[int]]]:
+        """Ids and attention masks of ``texts`` cut (special tokens kept) or padded to ``length``."""
+        with self._lock:
+            backend = self._padded.get(length)
+            if backend is None:
+                from tokenizers import Tokenizer
+
+                backend = Tokenizer.from_str(self._backend.to_str())
+                backend.enable_truncation(max_length=length)
+                backend.enable_padding(length=length, pad_id=self.pad_token_id, pad_token=self.pad_token)
+                self._padded[length] = backend
+        encodings = backend.encode_batch(list(texts))
+        return [e.ids for e in encodings], [e.attention_mask for e in encodings]
+
+    def convert_ids_to_tokens(self, ids: Sequence[int]) -> List[str]:
+        return [self._backend.id_to_token(int(i)) for i in ids]
+
+    def convert_tokens_to_ids(self, token: str) -> int:
+        """The token's id; the unknown token's for a token outside the vocabulary (as transformers)."""
+        found = self._backend.token_to_id(token)
+        return int(found) if found is not None else self.unk_token_id
+
+    def decode(self, ids: Any, skip_special_tokens: bool = False) -> str:
+        values = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+        return str(self._backend.decode([int(i) for i in values], skip_special_tokens=skip_special_tokens))
+
+    def save_pretrained(self, directory: PathLike) -> None:
+        """Write ``tokenizer.json`` and ``tokenizer_config.json`` into ``directory``."""
+        path = Path(directory)
+        self._backend.save(str(path / "tokenizer.json"))
+        (path / "tokenizer_config.json").write_text(json.dumps(self._config, indent=2) + "\n", encoding="utf-8")
+
+
+def _wordpiece_from_vocab(vocab: Path, config: Dict[str, Any]) -> Any:
+    """BERT's tokenizer pipeline around a bare ``vocab.txt`` (lower-casing as its config says)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    unk, cls, sep = (str(config.get(k) or d) for k, d in (("unk_token", "[UNK]"), ("cls_token", "[CLS]"), ("sep_token", "[SEP]")))
+    backend = Tokenizer(models.WordPiece.from_file(str(vocab), unk_token=unk))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=bool(config.get("do_lower_case", True)),
+                                                    strip_accents=config.get("strip_accents"))
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = [str(config.get(k) or d) for k, d in (("pad_token", "[PAD]"), ("unk_token", "[UNK]"), ("cls_token", "[CLS]"),
+                                                        ("sep_token", "[SEP]"), ("mask_token", "[MASK]"))]
+    backend.add_special_tokens([t for t in specials if backend.token_to_id(t) is not None])
+    if backend.token_to_id(cls) is None or backend.token_to_id(sep) is None:
+        raise CheckpointError(f"{vocab} lacks BERT's {cls} or {sep} token")
+    backend.post_processor = processors.BertProcessing((sep, backend.token_to_id(sep)), (cls, backend.token_to_id(cls)))
+    backend.decoder = decoders.WordPiece()
+    return backend
+
+
+def load_tokenizer(directory: PathLike) -> WordPieceTokenizer:
     """Load the tokenizer stored in a checkpoint (or encoder) directory, offline."""
-    from transformers import AutoTokenizer
+    from tokenizers import Tokenizer
 
     path = Path(directory)
     if not any((path / name).is_file() for name in ("tokenizer.json", "vocab.txt")):
         raise CheckpointError(f"{path} holds no tokenizer files (tokenizer.json or vocab.txt)")
     try:
-        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except Exception as exc:  # transformers raises many types for bad files
+        config_file = path / "tokenizer_config.json"
+        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+        if (path / "tokenizer.json").is_file():
+            backend = Tokenizer.from_file(str(path / "tokenizer.json"))
+        else:
+            backend = _wordpiece_from_vocab(path / "vocab.txt", config)
+        return WordPieceTokenizer(backend, {k: v for k, v in config.items() if not isinstance(v, dict)})
+    except CheckpointError:
+        raise
+    except Exception as exc:  # tokenizers raises plain Exceptions for bad files
         raise CheckpointError(f"cannot load the tokenizer in {path}: {exc}") from exc
 
 
-def save_tokenizer(tokenizer: Any, directory: PathLike) -> None:
+def save_tokenizer(tokenizer: WordPieceTokenizer, directory: PathLike) -> None:
     """Write the tokenizer files into ``directory`` (without touching its config.json)."""
-    path = Path(directory)
-    saved = tokenizer.save_pretrained(str(path))
-    # transformers may write a config.json-like file only for models; make sure ours is not clobbered
-    del saved
+    tokenizer.save_pretrained(directory)
 
 
 @dataclass
@@ -60,29 +168,24 @@ def clean_expression(expression: str) -> str:
     return text
 
 
-def tokenize(tokenizer: Any, expressions: Sequence[str], max_tokens: int, *, warn: bool = True) -> Tokens:
+def tokenize(tokenizer: WordPieceTokenizer, expressions: Sequence[str], max_tokens: int, *, warn: bool = True) -> Tokens:
     """Tokenise ``expressions`` to ``[B, max_tokens]`` ids + attention mask.
 
     An expression longer than ``max_tokens`` (special tokens included) is truncated; a warning
     says so when ``warn`` is set, and :attr:`Tokens.truncated` records it.
     """
+    import torch
+
     texts = [clean_expression(e) for e in expressions]
-    full = tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+    full = tokenizer(texts, add_special_tokens=True)["input_ids"]
     truncated = [len(ids) > max_tokens for ids in full]
-    enc = tokenizer(
-        texts,
-        add_special_tokens=True,
-        truncation=True,
-        max_length=max_tokens,
-        padding="max_length",
-        return_tensors="pt",
-    )
+    ids, mask = tokenizer.padded(texts, max_tokens)
     if warn:
-        for text, ids, cut in zip(texts, full, truncated):
+        for text, each, cut in zip(texts, full, truncated):
             if cut:
                 warnings.warn(
-                    f"expression {text!r} has {len(ids)} tokens; the model reads only the first "
+                    f"expression {text!r} has {len(each)} tokens; the model reads only the first "
                     f"{max_tokens} (special tokens included), the rest is ignored",
                     stacklevel=2,
                 )
-    return Tokens(enc["input_ids"].long(), enc["attention_mask"].long(), truncated)
+    return Tokens(torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.long), truncated)

@@ -30,8 +30,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from timm.layers import trunc_normal_
 from torch import nn
+from torch.nn.init import trunc_normal_
 
 from .layers import (
     AttentionBlock,

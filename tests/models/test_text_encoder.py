@@ -66,12 +66,3 @@ def test_pretrained_directory_that_does_not_fit_fails(tmp_path):
     with pytest.raises(CheckpointError, match="BERT weights"):
         build_text_encoder(config, load_pretrained=True)
 
-
-def test_transformers_older_than_5_is_a_clear_error():
-    from rrsis_geo.errors import DependencyError
-    from rrsis_geo.models.encoders.bert import require_transformers
-
-    with pytest.raises(DependencyError, match=r"transformers >= 5.0 .* 4.57.1; upgrade"):
-        require_transformers("4.57.1")
-    require_transformers("5.0.0")
-    require_transformers("5.24.0.dev0")

