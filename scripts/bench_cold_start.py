@@ -6,7 +6,9 @@
 Times ``rrsis-geo predict resources/sample/munich_street_sample.tif -e cars -o OUT --overwrite -q``
 and, for comparison, ``rrsis-geo --help``, ``rrsis-geo info SCENE`` and a refusal (a missing
 scene). ``--imports`` adds the ten slowest imports of one predict run (``python -X importtime``,
-cumulative). Figures, not a test.
+cumulative). Figures, not a test. The commands run in a temporary directory, so that
+``PYTHONPATH=<another checkout>`` times that checkout's code (``-m`` would put the current
+directory first on the path).
 """
 
 from __future__ import annotations
@@ -24,15 +26,15 @@ REPO = Path(__file__).resolve().parents[1]
 SCENE = REPO / "resources" / "sample" / "munich_street_sample.tif"
 
 
-def timed(args, env) -> float:
+def timed(args, env, cwd) -> float:
     started = time.perf_counter()
-    subprocess.run(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    subprocess.run(args, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     return time.perf_counter() - started
 
 
-def slowest_imports(args, env, top: int = 10):
+def slowest_imports(args, env, cwd, top: int = 10):
     """``(cumulative seconds, module)`` of the slowest top-level imports of one run."""
-    done = subprocess.run([sys.executable, "-X", "importtime", *args], env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-X", "importtime", *args], env=env, cwd=cwd, capture_output=True, text=True)
     rows = []
     for line in done.stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line:
@@ -63,11 +65,11 @@ def main() -> None:
         print("| command | median | min | max |")
         print("|---|---:|---:|---:|")
         for name, command in commands.items():
-            times = [timed(cli + command, env) for _ in range(args.runs)]
+            times = [timed(cli + command, env, tmp) for _ in range(args.runs)]
             print(f"| `rrsis-geo {name}` | {statistics.median(times):.2f} | {min(times):.2f} | {max(times):.2f} |")
         if args.imports:
             print("\nslowest imports of one predict run (cumulative s):")
-            for seconds, name in slowest_imports(["-m", "rrsis_geo.cli"] + predict, env):
+            for seconds, name in slowest_imports(["-m", "rrsis_geo.cli"] + predict, env, tmp):
                 print(f"  {seconds:6.2f}  {name}")
 
 
