@@ -284,6 +284,8 @@ class EngineOptions:
     #: 'fail': a pixel window that cannot be read ends the run with WindowReadError; 'skip': its
     #: unreadable blocks become nodata and are listed in ``RunStats.extra["unread_windows"]``
     on_read_error: str = "fail"
+    #: average the model over each tile's flips (:meth:`Segmenter.probabilities`)
+    tta: bool = False
 
 
 @dataclass
@@ -423,7 +425,7 @@ def run_scene(
                     if ev0 is not None:
                         ev0.record()
                     with segmenter.autocast():
-                        per_text = [segmenter.probabilities(x, text)[:n] for text in texts]
+                        per_text = [segmenter.probabilities(x, text, tta=options.tta)[:n] for text in texts]
                     probs = torch.stack(per_text, dim=1)  # [n, E, T, T]
                     if cuda:
                         ev1 = torch.cuda.Event(enable_timing=True)

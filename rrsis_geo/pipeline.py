@@ -124,6 +124,7 @@ class PredictionPlan:
     device: str = "cpu"
     precision: str = "fp32"
     threshold: float = 0.5  # on the calibrated probability (rrsis_geo.calibration)
+    tta: bool = False  # each tile also run flipped (4 model calls per tile)
 
     @property
     def tiles(self) -> int:
@@ -142,6 +143,7 @@ class PredictionPlan:
             "device": self.device,
             "precision": self.precision,
             "threshold": self.threshold,
+            "tta": self.tta,
             "tile_size": self.tile_size,
             "expressions": [dict(e.to_dict(), marked_from=self.marked_from(e)) for e in self.expressions],
             "scenes": [s.to_dict() for s in self.scenes],
@@ -268,7 +270,8 @@ def plan_prediction(
         for src in sources
     ]
     threshold = segmenter.threshold if options.threshold is None else float(options.threshold)
-    return PredictionPlan(expressions, scenes, tile, segmenter.name, str(segmenter.device), segmenter.precision, threshold)
+    return PredictionPlan(expressions, scenes, tile, segmenter.name, str(segmenter.device), segmenter.precision, threshold,
+                          options.tta)
 
 
 def check_tile_fits(segmenter: "Segmenter", tile: int, batch: int) -> None:
@@ -397,6 +400,7 @@ def _run_scenes(
         batch_size=int(options.batch_size or _default_batch_size(segmenter)),
         readers=int(options.readers or _default_readers(segmenter)),
         on_read_error=options.on_read_error,
+        tta=options.tta,
     )
     vector_options = VectorOptions(
         threshold=run.threshold, simplify=options.simplify, min_area=options.min_area, fill_holes=options.fill_holes

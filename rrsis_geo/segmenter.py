@@ -73,6 +73,10 @@ def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.dev
     return dev
 
 
+#: the flips test-time augmentation adds to the tile itself (dims of ``[B, C, H, W]``)
+FLIPS = ((-1,), (-2,), (-2, -1))
+
+
 @dataclass
 class EncodedText:
     """An expression ready for the model: its text state (contract models) or token ids."""
@@ -257,12 +261,22 @@ class Segmenter:
                 self._sentences.update(zip(todo, phrasing_cache.embed(self.model, self.tokenizer, todo, self.device)))
             return torch.stack([self._sentences[t] for t in cleaned])
 
-    def probabilities(self, images: torch.Tensor, text: EncodedText) -> torch.Tensor:
+    def probabilities(self, images: torch.Tensor, text: EncodedText, *, tta: bool = False) -> torch.Tensor:
         """Target probability ``[B, H, W]`` (float32) for normalised ``images[B, 3, H, W]``,
-        calibrated by ``text.offset``.
+        calibrated by ``text.offset``. ``tta``: the mean over the images and their horizontal,
+        vertical and double flips, each mapped back (aerial scenes have no up, so every flip is a
+        valid view of the same ground).
 
         Call inside ``torch.inference_mode()`` and :meth:`autocast`.
         """
+        if not tta:
+            return self._probabilities(images, text)
+        total = self._probabilities(images, text)
+        for dims in FLIPS:
+            total += self._probabilities(images.flip(dims), text).flip(dims)
+        return total / (len(FLIPS) + 1)
+
+    def _probabilities(self, images: torch.Tensor, text: EncodedText) -> torch.Tensor:
         batch = images.shape[0]
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)

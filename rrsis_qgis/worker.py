@@ -258,7 +258,8 @@ def run(request: Dict[str, Any], channel: Channel, cancel: Callable[[], bool], m
     def on_plan(plan: Any) -> None:  # the scene is open, the model loaded, no tile read yet
         channel.send(
             protocol.PLAN,
-            text=f"{quoted} in {os.path.basename(scene)} with {plan.model} on {plan.device} ({plan.precision})",
+            text=f"{quoted} in {os.path.basename(scene)} with {plan.model} on {plan.device} ({plan.precision}"
+                 f"{', test-time flips' if plan.tta else ''})",
             scene=scene, expressions=expressions, model=plan.model, device=plan.device,
         )
         send_plan(channel, plan.to_dict())

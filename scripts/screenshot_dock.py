@@ -32,20 +32,21 @@ os.environ.setdefault("RRSIS_PYTHON", sys.executable)  # the worker: this interp
 
 
 def default_scene() -> Optional[Path]:
-    """The first GeoTIFF of ``resources/sample``, if the sample scene is installed."""
+    """The first image GeoTIFF of ``resources/sample`` (not a label raster), if installed."""
     sample = REPO / "resources" / "sample"
-    found = sorted(sample.glob("*.tif")) if sample.is_dir() else []
+    found = sorted(p for p in sample.glob("*.tif") if not p.name.endswith(".labels.tif")) if sample.is_dir() else []
     return found[0] if found else None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scene", type=Path, default=None, help="georeferenced raster (default: resources/sample/*.tif)")
+    parser.add_argument("--scene", type=Path, default=None, help="georeferenced raster (default: the first resources/sample/*.tif image)")
     parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint folder (default: the default model)")
     parser.add_argument("-e", "--expression", default="building along the road")
     parser.add_argument("--threshold", type=float, default=None, help="default: the model's own")
     parser.add_argument("-o", "--output", type=Path, default=REPO / "build" / "screenshots" / "qgis_dock.png")
     parser.add_argument("--size", default="1500x900", help="window size WxH (default 1500x900)")
+    parser.add_argument("--advanced", action="store_true", help="show the dock's Advanced section expanded")
     return parser.parse_args(argv)
 
 
@@ -131,6 +132,8 @@ def main(argv=None) -> int:
     if args.threshold is not None:
         dock.threshold_slider.setValue(int(round(args.threshold * 100)))
     dock.expression_edit.setText(args.expression)
+    if args.advanced:
+        dock.advanced.setCollapsed(False)
     if not dock.run_button.isEnabled():
         print(f"cannot run: {dock.run_button.toolTip()}", file=sys.stderr)
         return 2

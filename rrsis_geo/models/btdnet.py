@@ -103,7 +103,7 @@ class BTDNet(ReferringSegmentationModel):
     def extract(self, images: torch.Tensor, text: TextState):
         """The bidirectional feature extractor: four vision features and the final text stream."""
         words, mask = text["embeddings"], text["mask"]
-        layer_mask = self.text_encoder.layer_mask(mask, words)
+        layer_mask = self.text_encoder.layer_mask(mask)
         features: List[torch.Tensor] = []
         x, start = images, 0
         for index, stop in enumerate(self.text_split):

@@ -21,7 +21,6 @@ if TYPE_CHECKING:  # pragma: no cover - torch loads only when tokens are made
     import torch
 
 PathLike = Union[str, "os.PathLike[str]"]
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
 
 class WordPieceTokenizer:

@@ -18,7 +18,7 @@ def test_layer_ranges_equal_the_whole_encoder(tokens):
     with torch.no_grad():
         whole = encoder(tokens.input_ids, tokens.attention_mask)
         hidden = encoder.embed(tokens.input_ids)
-        mask = encoder.layer_mask(tokens.attention_mask, hidden)
+        mask = encoder.layer_mask(tokens.attention_mask)
         start = 0
         for stop in split_layers(encoder.num_layers):
             hidden = encoder.run_layers(hidden, mask, start, stop)

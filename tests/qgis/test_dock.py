@@ -349,8 +349,11 @@ def test_every_dock_option_of_the_schema_has_its_control(dock):
     dock.read_error_combo.setCurrentIndex(dock.read_error_combo.findData("skip"))
     dock.overlap_spin.setValue(0.5)
     dock.force_gsd_check.setChecked(True)
+    dock.tta_check.setChecked(True)
     options = dock.options()
-    assert (options.on_read_error, options.overlap, options.force_gsd) == ("skip", 0.5, True)
+    assert (options.on_read_error, options.overlap, options.force_gsd, options.tta) == ("skip", 0.5, True, True)
+    assert options.to_dict("worker")["tta"] is True  # what the worker receives
+    dock.tta_check.setChecked(False)
     dock.tile_spin.setValue(8)  # below the schema's 16 px: refused in the dock's own words
     with pytest.raises(LayerInputError, match="tile size 8 is too small.*; change Advanced → Tile size"):
         dock.options()

@@ -52,8 +52,8 @@ class BertTextEncoder(nn.Module):
         """The embedding-layer output without dropout: a stable description of the tokens."""
         return self.bert.embeddings.features(input_ids)
 
-    def layer_mask(self, attention_mask: torch.Tensor, hidden: torch.Tensor) -> Optional[torch.Tensor]:
-        """The attention mask in the form BERT's layers take (``None`` when no token is padding)."""
+    def layer_mask(self, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The attention mask in the form BERT's layers take."""
         return self.bert.layer_mask(attention_mask)
 
     def run_layers(self, hidden: torch.Tensor, layer_mask: Optional[torch.Tensor], start: int, stop: int) -> torch.Tensor:

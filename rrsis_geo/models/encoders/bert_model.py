@@ -201,10 +201,8 @@ class BertModel(nn.Module):
             nn.init.zeros_(module.bias)
 
     @staticmethod
-    def layer_mask(attention_mask: torch.Tensor) -> Optional[torch.Tensor]:
-        """``[B, 1, 1, L]`` booleans (True: attend) for the layers; ``None`` when nothing is padding."""
-        if bool(attention_mask.all()):
-            return None
+    def layer_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+        """``[B, 1, 1, L]`` booleans (True: attend), the form the layers take."""
         return attention_mask.bool()[:, None, None, :]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
