@@ -224,9 +224,7 @@ class Segmenter:
         mask = tokens.attention_mask.to(self.device)
         state = None
         if self.uses_contract:
-            # float32 even under bf16: once per expression, it costs nothing per tile and keeps
-            # the language features every tile reads as float32 computes them
-            with torch.inference_mode():
+            with torch.inference_mode(), self.autocast():  # the models keep their text side in float32
                 state = self.model.encode_text(ids, mask)
         return EncodedText(text, ids, mask, bool(tokens.truncated[0]), state, self.calibration_offset(text))
 

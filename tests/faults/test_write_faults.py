@@ -91,7 +91,7 @@ def test_read_only_file_system(tmp_path, capsys, scene, checkpoint, record):
         assert f"cannot write {mnt / 'm.tif'}: Read-only file system; write elsewhere" == str(error)
         # the lock taken before the file system turned read-only cannot be removed any more
         assert listing(mnt) == [".m.tif.lock"]
-        record("tmpfs remounted read-only during the run (--mask-out)", error.exit_code, error, ".m.tif.lock (empty)")
+        record("tmpfs remounted read-only after planning, before the first tile (--mask-out)", error.exit_code, error, ".m.tif.lock (empty)")
 
 
 def test_read_only_directory(tmp_path, capsys, scene, checkpoint, record):

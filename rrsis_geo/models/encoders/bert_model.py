@@ -27,8 +27,6 @@ _ACTIVATIONS: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
     "relu": F.relu,
 }
-# tensors of a Hugging Face BERT directory that this encoder does not have (heads, old buffers)
-_NOT_OURS = ("pooler.", "cls.", "embeddings.position_ids", "embeddings.token_type_ids")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
@@ -75,6 +73,8 @@ class BertSettings:
             values = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"cannot read the BERT config {path}: {exc}") from exc
+        if values.get("model_type", "bert") != "bert":
+            raise CheckpointError(f"{directory} holds a {values['model_type']!r} model; the text encoder is a BERT")
         return cls.from_dict(values)
 
 
@@ -213,15 +213,27 @@ class BertModel(nn.Module):
         return hidden
 
 
+def _hf_name(key: str) -> str:
+    """A Hugging Face BERT tensor name as this encoder has it: without the ``bert.`` prefix of
+    task models, LayerNorm ``gamma``/``beta`` (the original BERT release) as ``weight``/``bias``."""
+    key = key[len("bert."):] if key.startswith("bert.") else key
+    if ".LayerNorm." in key:
+        key = key.replace(".gamma", ".weight").replace(".beta", ".bias")
+    return key
+
+
 def load_bert_weights(bert: BertModel, directory: Path) -> None:
     """Load a Hugging Face BERT directory's weights; every tensor of ``bert`` must be there."""
     files = [Path(directory) / name for name in WEIGHT_FILES if (Path(directory) / name).is_file()]
     if not files:
-        raise CheckpointError(f"cannot load BERT weights from {directory}: it holds neither {' nor '.join(WEIGHT_FILES)}")
-    state = {k[len("bert."):] if k.startswith("bert.") else k: v for k, v in read_state_dict(files[0]).items()}
-    state = {k: v for k, v in state.items() if not k.startswith(_NOT_OURS)}
-    for key, value in bert.state_dict().items():
+        sharded = any(Path(directory).glob("*.index.json"))
+        raise CheckpointError(
+            f"cannot load BERT weights from {directory}: it holds neither {' nor '.join(WEIGHT_FILES)}"
+            + (" (sharded weights are not supported)" if sharded else "")
+        )
+    state = {_hf_name(k): v for k, v in read_state_dict(files[0]).items()}
+    expected = bert.state_dict()
+    for key, value in expected.items():
         if key not in state or tuple(state[key].shape) != tuple(value.shape):
             raise CheckpointError(f"BERT weights in {directory} do not fit the text config (first problem: {key})")
-    bert.load_state_dict({k: v for k, v in state.items() if k in bert.state_dict()})
-
+    bert.load_state_dict({k: state[k] for k in expected})

@@ -7,7 +7,7 @@ a flat list ``_blocks.N`` with ``_expand_conv``/``_depthwise_conv``/``_project_c
 same network (ReLU6, no squeeze-excitation, symmetric padding, stem 32 and head 1280 channels) with
 its blocks nested per stage and its layers named after their role; :func:`map_lite0_state_dict`
 renames every tensor. The port trained with BatchNorm eps 1e-3 (the TensorFlow value), which is
-passed to timm (its default is 1e-5).
+passed to the network (timm's default is 1e-5).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def create_efficientnet(name: str, *, drop_path_rate: float = 0.0, bn_eps: float
 
 
 def load_efficientnet_weights(network: nn.Module, path: Path) -> None:
-    """Load a port ``.pth`` (mapped) or a timm-layout weights file into a full timm EfficientNet."""
+    """Load a port ``.pth`` (mapped) or a timm-layout weights file into a full EfficientNet."""
     state = read_state_dict(path)
     if is_lite_port_state_dict(state):
         state = map_lite0_state_dict(state, [len(stage) for stage in network.blocks])
@@ -104,11 +104,14 @@ class EfficientNetEncoder(VisionEncoder):
     The head convolution and classifier are not kept: the architectures decode from the stage
     features, and unused layers would hold parameters without gradients.
 
-    Under autocast, the stem and the blocks at stride 2 run in float32: they read the image
-    itself, and bfloat16's 8 significant bits round a normalised 8-bit pixel by up to half a grey
-    level. Measured on the shipped default and samples (``scripts/compare_precision.py``): water on
-    the Dubai sample scored 0.665 in bf16 against 0.647 in float32, 0.645 with these layers in
-    float32 (every mask >= 99.8 % equal to float32's), for about 5 % of the bf16 forward's time.
+    Under autocast, the stem and the blocks at stride 2 run in the weights' dtype (float32): they
+    read the image itself, and bfloat16's 8 significant bits round a normalised 8-bit pixel by up
+    to half a grey level. Measured on the shipped default and samples
+    (``scripts/compare_precision.py``): water on the Dubai sample scored 0.665 in bf16 against
+    0.647 in float32, 0.645 with these layers in float32 (every mask >= 99.8 % equal to
+    float32's); the bf16 pipeline ran ~6 % slower for it (bare forward ~11 %, compiled ~2 %;
+    README, "Benchmarks"). Training under autocast runs them the same way, so that they are
+    trained as they are served.
     """
 
     def __init__(self, network: nn.Module) -> None:
@@ -150,7 +153,7 @@ class EfficientNetEncoder(VisionEncoder):
         device = images.device.type
         autocast = torch.is_autocast_enabled(device)
         with torch.autocast(device, enabled=False) if autocast else contextlib.nullcontext():
-            x = self.bn1(self.conv_stem(images.float() if autocast else images))
+            x = self.bn1(self.conv_stem(images.to(self.conv_stem.weight.dtype) if autocast else images))
             for block in range(self._float32_blocks):
                 x = self.blocks[block](x)
         return x

@@ -58,6 +58,8 @@ def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
     """Stochastic depth: drop the residual branch of whole samples with probability ``rate``."""
     if rate == 0.0 or not training:
         return x
+    if rate >= 1.0:
+        return x * 0.0
     keep = 1.0 - rate
     mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
     return x * mask.div_(keep)
