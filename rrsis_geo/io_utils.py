@@ -113,13 +113,13 @@ def write_failure(path: PathLike, exc: BaseException, *, what: str = "") -> Outp
     target = Path(path)
     code = exc.errno if isinstance(exc, OSError) and exc.errno in _ADVICE else None
     reason = os.strerror(code) if code else ""
-    if code is None:
-        if not target.parent.is_dir():
-            code, reason = errno.ENOENT, f"the directory {target.parent} no longer exists"
-        else:
-            probe = _probe_write(target.parent)
-            if probe is not None and probe.errno is not None:
-                code, reason = probe.errno, os.strerror(probe.errno)
+    if code in (None, errno.ENOENT) and not target.parent.is_dir():
+        # one wording whichever call noticed first (GDAL's bare failure or an OSError's ENOENT)
+        code, reason = errno.ENOENT, f"the directory {target.parent} no longer exists"
+    elif code is None:
+        probe = _probe_write(target.parent)
+        if probe is not None and probe.errno is not None:
+            code, reason = probe.errno, os.strerror(probe.errno)
     if not reason:
         from .read_faults import root_cause
 

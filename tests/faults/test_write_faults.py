@@ -177,3 +177,19 @@ def test_a_directory_that_stops_accepting_files_between_the_checks_and_the_tempo
     message = str(caught.value)
     assert message.startswith(f"cannot write {tmp_path / 'm.tif'}: Permission denied") and "\n" not in message
     assert not (tmp_path / "m.tif").exists()
+
+
+def test_a_removed_directory_is_worded_alike_whichever_call_noticed(tmp_path):
+    # GDAL's bare "Write failed" and an OSError's ENOENT both reach write_failure; which one comes
+    # first depends on the strip writer's thread, so both must give the same line
+    import errno
+
+    from rrsis_geo.io_utils import write_failure
+
+    target = tmp_path / "gone" / "p.tif"
+    bare = write_failure(target, RuntimeError("Write failed"))
+    enoent = write_failure(target, FileNotFoundError(errno.ENOENT, "No such file or directory", str(target)))
+    assert str(bare) == str(enoent) == (
+        f"cannot write {target}: the directory {target.parent} no longer exists; "
+        "it was removed during the run; create it again and rerun"
+    )
