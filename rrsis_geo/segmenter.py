@@ -323,11 +323,13 @@ def load_model(
     ``device``: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
     ``compile`` wraps the model with ``torch.compile`` (worth it for long runs on a GPU).
     ``precision``: ``"auto"`` (bf16 where the device has it natively), ``"bf16"``, ``"fp32"``.
-    ``channels_last``: None chooses per device (:func:`auto_channels_last`).
+    ``channels_last``: None chooses per device (:func:`auto_channels_last`). Batch norms are folded
+    into their convolutions (:mod:`rrsis_geo.models.fold`): the model is for prediction only.
     """
     from .catalog import resolve_checkpoint
     from .errors import RRSISError
     from .models.checkpoint import load_checkpoint
+    from .models.fold import fold_batch_norms
 
     dev = resolve_device(device)
     path = resolve_checkpoint(checkpoint)
@@ -338,5 +340,6 @@ def load_model(
     except Exception as exc:  # a builder failing on a malformed config
         raise CheckpointError(f"cannot build the model of checkpoint {path}: {exc!r}; the checkpoint is corrupt") from exc
     tokenizer = _load_tokenizer_for(path, config)
+    fold_batch_norms(model.eval())  # the model is ours and only predicts: one pass per conv + norm
     return Segmenter(model, tokenizer, config, device=dev, checkpoint=path, compile=compile, channels_last=channels_last,
                      precision=precision)

@@ -109,10 +109,13 @@ class EfficientNetEncoder(VisionEncoder):
     to half a grey level. Measured on the shipped default and samples
     (``scripts/compare_precision.py``): water on the Dubai sample scored 0.665 in bf16 against
     0.647 in float32, 0.645 with these layers in float32 (every mask >= 99.8 % equal to
-    float32's); the bf16 pipeline ran ~6 % slower for it (bare forward ~11 %, compiled ~2 %;
+    float32's; 0.640 and >= 99.7 % once batch norms are folded, ``models/fold.py``); the bf16
+    pipeline ran ~6 % slower for it (bare forward ~11 %, compiled ~2 %;
     README, "Benchmarks"). Training under autocast runs them the same way, so that they are
     trained as they are served.
     """
+
+    FOLD_PAIRS = (("conv_stem", "bn1"),)  # rrsis_geo.models.fold
 
     def __init__(self, network: nn.Module) -> None:
         super().__init__()

@@ -83,6 +83,8 @@ def _conv(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) ->
 class DepthwiseSeparable(nn.Module):
     """Depthwise conv, BN+ReLU6, pointwise conv, BN (the first block)."""
 
+    FOLD_PAIRS = (("conv_dw", "bn1"), ("conv_pw", "bn2"))  # rrsis_geo.models.fold
+
     def __init__(self, cin: int, cout: int, kernel: int, stride: int, eps: float, drop_rate: float) -> None:
         super().__init__()
         self.has_skip = stride == 1 and cin == cout
@@ -99,6 +101,8 @@ class DepthwiseSeparable(nn.Module):
 
 class InvertedResidual(nn.Module):
     """Pointwise expansion, depthwise conv, pointwise projection; residual where shapes allow."""
+
+    FOLD_PAIRS = (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3"))
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int, expansion: int, eps: float, drop_rate: float) -> None:
         super().__init__()
@@ -119,6 +123,8 @@ class InvertedResidual(nn.Module):
 
 class EfficientNetLite(nn.Module):
     """The whole classifier network; ``feature_info`` lists the stage ends as timm does."""
+
+    FOLD_PAIRS = (("conv_stem", "bn1"), ("conv_head", "bn2"))
 
     def __init__(self, name: str, *, drop_path_rate: float = 0.0, bn_eps: float = 1e-5, num_classes: int = 1000) -> None:
         super().__init__()
