@@ -131,9 +131,8 @@ class Segmenter:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.uses_contract = _follows_contract(self.model)
         self._cache: Dict[str, EncodedText] = {}
-        # runs that share the model on several threads (batch workers) use the tokenizer and the
-        # text caches one at a time: a fast tokenizer used from two threads at once can fail
-        # ("Already borrowed")
+        # runs that share the model on several threads (batch workers) fill the text caches one
+        # at a time: an expression is encoded, and the known phrasings' file read, only once
         self._encode_lock = threading.RLock()
         self._knowledge: Optional["ModelKnowledge"] = None
         self._sentences: Dict[str, torch.Tensor] = {}

@@ -38,7 +38,7 @@ class WordPieceTokenizer:
         self._backend = backend
         self._config = dict(config)
         self.unk_token = str(config.get("unk_token") or backend.model.unk_token)
-        self.pad_token = str(config.get("pad_token") or "[PAD]")
+        self.pad_token = _special(config, "pad_token")
         self.all_special_tokens = [t.content for t in backend.get_added_tokens_decoder().values() if t.special]
 
     @property
@@ -59,17 +59,19 @@ class WordPieceTokenizer:
             return {"input_ids": self._backend.encode(texts, add_special_tokens=add_special_tokens).ids}
         return {"input_ids": [e.ids for e in self._backend.encode_batch(list(texts), add_special_tokens=add_special_tokens)]}
 
-    def padded(self, texts: Sequence[str], length: int) -> Tuple[List[List[int]], List[List[int]]]:
-        """Ids and attention masks of ``texts`` cut (special tokens kept) or padded to ``length``."""
-        room = max(0, length - self._backend.num_special_tokens_to_add(False))
-        ids, masks = [], []
+    def padded(self, texts: Sequence[str], length: int) -> Tuple[List[List[int]], List[List[int]], List[int]]:
+        """Ids and attention masks of ``texts`` cut (special tokens kept) or padded to ``length``,
+        and each text's token count before the cut (special tokens included)."""
+        specials = self._backend.num_special_tokens_to_add(False)
+        ids, masks, counts = [], [], []
         for encoding in self._backend.encode_batch(list(texts), add_special_tokens=False):
-            encoding.truncate(room)
+            counts.append(len(encoding.ids) + specials)
+            encoding.truncate(max(0, length - specials))
             encoding = self._backend.post_process(encoding, add_special_tokens=True)
             encoding.pad(length, pad_id=self.pad_token_id, pad_token=self.pad_token)
             ids.append(encoding.ids)
             masks.append(encoding.attention_mask)
-        return ids, masks
+        return ids, masks, counts
 
     def convert_ids_to_tokens(self, ids: Sequence[int]) -> List[str]:
         return [self._backend.id_to_token(int(i)) for i in ids]
@@ -90,17 +92,24 @@ class WordPieceTokenizer:
         (path / "tokenizer_config.json").write_text(json.dumps(self._config, indent=2) + "\n", encoding="utf-8")
 
 
+#: BERT's special tokens and their names when a tokenizer config does not give them
+BERT_SPECIALS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}
+
+
+def _special(config: Dict[str, Any], role: str) -> str:
+    return str(config.get(role) or BERT_SPECIALS[role])
+
+
 def _wordpiece_from_vocab(vocab: Path, config: Dict[str, Any]) -> Any:
     """BERT's tokenizer pipeline around a bare ``vocab.txt`` (lower-casing as its config says)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-    unk, cls, sep = (str(config.get(k) or d) for k, d in (("unk_token", "[UNK]"), ("cls_token", "[CLS]"), ("sep_token", "[SEP]")))
-    backend = Tokenizer(models.WordPiece.from_file(str(vocab), unk_token=unk))
+    cls, sep = _special(config, "cls_token"), _special(config, "sep_token")
+    backend = Tokenizer(models.WordPiece.from_file(str(vocab), unk_token=_special(config, "unk_token")))
     backend.normalizer = normalizers.BertNormalizer(lowercase=bool(config.get("do_lower_case", True)),
                                                     strip_accents=config.get("strip_accents"))
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = [str(config.get(k) or d) for k, d in (("pad_token", "[PAD]"), ("unk_token", "[UNK]"), ("cls_token", "[CLS]"),
-                                                        ("sep_token", "[SEP]"), ("mask_token", "[MASK]"))]
+    specials = [_special(config, role) for role in BERT_SPECIALS]
     backend.add_special_tokens([t for t in specials if backend.token_to_id(t) is not None])
     if backend.token_to_id(cls) is None or backend.token_to_id(sep) is None:
         raise CheckpointError(f"{vocab} lacks BERT's {cls} or {sep} token")
@@ -171,14 +180,13 @@ def tokenize(tokenizer: WordPieceTokenizer, expressions: Sequence[str], max_toke
     import torch
 
     texts = [clean_expression(e) for e in expressions]
-    full = tokenizer(texts, add_special_tokens=True)["input_ids"]
-    truncated = [len(ids) > max_tokens for ids in full]
-    ids, mask = tokenizer.padded(texts, max_tokens)
+    ids, mask, counts = tokenizer.padded(texts, max_tokens)
+    truncated = [count > max_tokens for count in counts]
     if warn:
-        for text, each, cut in zip(texts, full, truncated):
+        for text, count, cut in zip(texts, counts, truncated):
             if cut:
                 warnings.warn(
-                    f"expression {text!r} has {len(each)} tokens; the model reads only the first "
+                    f"expression {text!r} has {count} tokens; the model reads only the first "
                     f"{max_tokens} (special tokens included), the rest is ignored",
                     stacklevel=2,
                 )

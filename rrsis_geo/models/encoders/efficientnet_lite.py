@@ -124,8 +124,6 @@ class InvertedResidual(nn.Module):
 class EfficientNetLite(nn.Module):
     """The whole classifier network; ``feature_info`` lists the stage ends as timm does."""
 
-    FOLD_PAIRS = (("conv_stem", "bn1"), ("conv_head", "bn2"))
-
     def __init__(self, name: str, *, drop_path_rate: float = 0.0, bn_eps: float = 1e-5, num_classes: int = 1000) -> None:
         super().__init__()
         if name not in LITE_VARIANTS:
