@@ -330,11 +330,12 @@ class _Normaliser:
         mean = torch.tensor(segmenter.mean, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
         std = torch.tensor(segmenter.std, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
         self.low, self.inv_span, self.mean, self.inv_std = low, 1.0 / span, mean, 1.0 / std
+        # in the model's layout from the first copy on (saves the segmenter a copy per batch)
+        self.memory_format = torch.channels_last if segmenter.channels_last else torch.contiguous_format
 
     def __call__(self, raw: torch.Tensor) -> torch.Tensor:
-        x = raw.float()
-        x = ((x - self.low) * self.inv_span).clamp_(0.0, 1.0)
-        return (x - self.mean).mul_(self.inv_std)
+        x = raw.to(torch.float32, memory_format=self.memory_format, copy=True)
+        return x.sub_(self.low).mul_(self.inv_span).clamp_(0.0, 1.0).sub_(self.mean).mul_(self.inv_std)
 
 
 def run_scene(

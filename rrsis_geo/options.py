@@ -155,8 +155,8 @@ class PredictOptions:
         front_ends=EVERYWHERE, dock="Advanced → Test-time flips", processing="TTA",
         label="Average the model over each tile's flips (test-time augmentation; 4x the model time)")
     compile: bool = option(
-        False, bool, "torch.compile the model: long runs (2 CPU cores: 34 -> 46 tiles/s after a one-off compilation; "
-        "needs a C++ compiler)")
+        False, bool, "torch.compile the model: long runs (2 CPU cores: 5-10 % faster after a one-off compilation "
+        "of 8-70 s; needs a C++ compiler)")
     precision: str = option(
         "auto", Precision,
         "model arithmetic: auto (bf16 autocast on GPUs and on CPUs with native bf16, else float32), bf16 or fp32",
