@@ -99,8 +99,8 @@ def _per_scene_paths(pattern: Optional[PathLike], scenes: Sequence[Path], option
 def _default_batch_size(segmenter: "Segmenter") -> int:
     """The checkpoint's, else per device from measurements (scripts/bench_forward_settings.py,
     channels-last, 2 CPU cores: the default's forward runs 33.5 tiles/s in fp32 at batch 4 against
-    31.8 at 8, 35.4 in bf16 at batch 8 against 32.4 at 4; bf16's 39.6 at batch 16 is lost to a
-    run's partial last batch, README)."""
+    31.8 at 8, 35.4 in bf16 at batch 8 against 32.4 at 4; bf16's 39.6 at batch 16 bare was
+    slower in the pipeline, README)."""
     if segmenter.card.batch_size:
         return int(segmenter.card.batch_size)
     if segmenter.device.type == "cuda":

@@ -110,8 +110,8 @@ class PeakRSS:
 def scene_batch(seg, scene: Path, batch: int, tile: int):
     """``batch`` normalised tiles read from ``scene`` (along its first row), on the model's device.
 
-    The bare forward runs on the pixels the pipeline sees, normalised the same way, so that the
-    two timings differ only in what the pipeline adds around the model.
+    The bare forward runs on the pixels the pipeline sees, normalised the same way and in the same
+    memory format, so that the two timings differ only in what the pipeline adds around the model.
     """
     import rasterio
     import torch
@@ -126,7 +126,9 @@ def scene_batch(seg, scene: Path, batch: int, tile: int):
         x = torch.nn.functional.pad(x, (0, tile - size, 0, tile - size), mode="reflect")
     mean = torch.tensor(seg.mean, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(seg.std, dtype=torch.float32).view(1, 3, 1, 1)
-    return ((x - mean) / std).to(seg.device)
+    x = ((x - mean) / std).to(seg.device)
+    # in the layout the engine hands the model, so that neither timing pays a copy the other does not
+    return x.contiguous(memory_format=torch.channels_last) if seg.channels_last else x
 
 
 def bare_forward(seg, texts, tiles: int, images) -> float:
@@ -243,7 +245,7 @@ def main(argv=None) -> int:
             km2 = mp * 1e6 * args.gsd**2 / 1e6
             rows.append(
                 f"{size:>7} {run_tiles:>6} {pipe_rate:>9.2f} {fwd_rate:>8.2f} {pipe_rate / fwd_rate:>6.2f} "
-                f"{mp / wall:>7.3f} {km2 / wall:>8.4f} {100 * model / wall:>6.1f}% {run_tiles / model:>7.2f} "
+                f"{mp / wall:>7.3f} {km2 / wall:>8.4f} {100 * model / wall:>6.1f}% {run_tiles / model if model else float('nan'):>7.2f} "
                 f"{stats['seconds_reading']:>7.2f} {stats['seconds_waiting_for_reader']:>7.2f} "
                 f"{stats['seconds_strips']:>7.2f} {rss_before / 2**20:>8.0f} {rss.peak / 2**20:>8.0f} {gpu:>8.0f}"
             )
