@@ -33,8 +33,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 def auto_channels_last(device: torch.device) -> bool:
     """Channels-last on a CPU, where it was measured faster for the default in both precisions
     (scripts/bench_forward_settings.py, 2 cores of an AMD EPYC with avx512_bf16, 256 px tiles,
-    batch 8): 31.8 against 19.8 tiles/s in float32, 35.4 against 30.7 under bf16 autocast (README,
-    Benchmarks); not on CUDA until measured there."""
+    batch 8, one run): 31.8 against 19.8 tiles/s in float32, 35.4 against 30.7 under bf16 autocast
+    (alternating in-process A/Bs: 1.3-1.5x; README, Benchmarks); not on CUDA until measured there."""
     return device.type == "cpu"
 
 

@@ -64,8 +64,8 @@ def test_bf16_keeps_the_text_and_the_layers_that_read_the_image_in_float32():
 
 
 def test_a_cpu_model_runs_channels_last_and_the_engine_feeds_it_so():
-    # channels-last measured faster on a CPU in both precisions once batch norms were folded
-    # (README, Benchmarks); the engine normalises straight into that layout, never in place
+    # channels-last measured faster on a CPU in both precisions (README, Benchmarks); the engine
+    # normalises straight into that layout, never in place
     from rrsis_geo.engine import _Normaliser
 
     seg = rrsis_geo.load_model(DEFAULT, device="cpu", precision="bf16")
