@@ -78,6 +78,19 @@ def seed_everything(seed: int, *streams: int) -> None:
     torch.manual_seed(value)
 
 
+
+def epoch_loader(dataset, batch_size: int, sampler, workers: int, *, pin_memory: bool) -> DataLoader:
+    """The training loader: whole batches in the sampler's order, ``workers`` loading processes.
+
+    A worker process holds its own copy of ``dataset``, made when an epoch's iteration starts: a
+    data set that draws per epoch (``set_epoch``: :class:`TrainingCrops`' negatives and
+    augmentation) gets fresh workers each epoch, since workers kept from the last epoch never see
+    the new one and would draw the first epoch's items again every epoch.
+    """
+    per_epoch = callable(getattr(dataset, "set_epoch", None))
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, num_workers=workers,
+                      pin_memory=pin_memory, persistent_workers=workers > 0 and not per_epoch, collate_fn=collate)
+
 class TrainForward(nn.Module):
     """Makes ``forward_train`` the ``forward`` that DDP wraps (DDP only synchronises ``forward``).
 
@@ -207,14 +220,8 @@ class Trainer:
                 augment=self.augment, seed=int(self.cfg["seed"]),
             )
         self.sampler = self._train_sampler()
-        workers = int(data["num_workers"])
-        loader_args = dict(
-            num_workers=workers,
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=workers > 0,
-            collate_fn=collate,
-        )
-        self.train_loader = DataLoader(self.train_set, batch_size=self.local_batch, sampler=self.sampler, drop_last=True, **loader_args)
+        workers, pin_memory = int(data["num_workers"]), self.device.type == "cuda"
+        self.train_loader = epoch_loader(self.train_set, self.local_batch, self.sampler, workers, pin_memory=pin_memory)
         if len(self.train_loader) == 0:
             raise InputError(
                 f"the training split has {len(self.train_set)} samples, fewer than one batch of "
@@ -238,7 +245,10 @@ class Trainer:
                 self.val_set,
                 batch_size=eval_batch,
                 sampler=ShardSampler(len(self.val_set), self.ctx.rank, self.ctx.world_size),
-                **loader_args,
+                num_workers=workers,
+                pin_memory=pin_memory,
+                persistent_workers=workers > 0,  # the validation set draws nothing per epoch
+                collate_fn=collate,
             )
 
     def _train_sampler(self) -> Sampler:

@@ -62,6 +62,24 @@ def test_negatives_ask_for_an_absent_category_of_the_same_source_with_an_empty_t
     assert [crops[i]["text_index"] for i in range(len(crops))] != [again[i]["text_index"] for i in range(len(again))]
 
 
+def test_loader_workers_draw_each_epoch_anew(built, tokenizer):
+    # worker processes hold their own copy of the data set: a worker kept from one epoch to the
+    # next never saw set_epoch, and drew the first epoch's negatives and views again every epoch
+    from training.engine import epoch_loader
+
+    crops = TrainingCrops(base := dataset(built, tokenizer), built, negatives=0.5, seed=0)
+    loader = epoch_loader(crops, batch_size=1, sampler=range(len(crops)), workers=1, pin_memory=False)
+
+    def draw(epoch: int):
+        crops.set_epoch(epoch)
+        return [int(batch["text_index"][0]) for batch in loader]
+
+    first, second = draw(0), draw(1)
+    assert second != first
+    assert second == [crops[i]["text_index"] for i in range(len(crops))]  # what epoch 1 draws in-process
+    assert len(base) == len(first)
+
+
 def test_a_negatives_cap_keeps_each_category_near_its_positives(built, tokenizer):
     from training.datasets.crops import expected_negatives
 
