@@ -1,8 +1,8 @@
 """Models kept loaded between runs: for processes that answer many requests (the plugin's warm
 worker, batch workers), so that only the first run pays for loading a checkpoint.
 
-A model is reused for the same checkpoint directory, device, precision and ``compile`` setting,
-and only while its files are unchanged (a checkpoint retrained in place is loaded again).
+A model is reused for the same checkpoint directory, device, precision, memory format and ``compile``
+setting, and only while its files are unchanged (a checkpoint retrained in place is loaded again).
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ class ModelCache:
 
     def key(self, options: PredictOptions) -> Hashable:
         path = resolve_checkpoint(options.checkpoint).resolve()
-        return (str(path), _files_stamp(path), str(options.device or "auto"), options.precision, bool(options.compile))
+        settings = options.model_settings()
+        return (str(path), _files_stamp(path), str(settings["device"] or "auto"), settings["precision"],
+                settings["compile"], settings["channels_last"])
 
     def load(self, options: PredictOptions) -> "Segmenter":
         """The model ``options`` ask for, loaded now or kept from an earlier call."""
@@ -56,7 +58,7 @@ class ModelCache:
                 return model
             from .segmenter import load_model
 
-            model = load_model(key[0], options.device, compile=options.compile, precision=options.precision)
+            model = load_model(key[0], **options.model_settings())
             self.loads += 1
             self._models[key] = model
             while len(self._models) > self.size:

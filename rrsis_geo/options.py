@@ -46,6 +46,19 @@ class Precision(str, Enum):
     FP32 = "fp32"
 
 
+class MemoryFormat(str, Enum):
+    """How the model's tensors are laid out (``auto``: per device, from measurements)."""
+
+    AUTO = "auto"  # channels-last on a CPU, contiguous on CUDA (rrsis_geo.segmenter.auto_channels_last)
+    CHANNELS_LAST = "channels-last"
+    CONTIGUOUS = "contiguous"
+
+    @property
+    def channels_last(self) -> Optional[bool]:
+        """``load_model``'s ``channels_last``: None lets the device choose."""
+        return {MemoryFormat.AUTO: None, MemoryFormat.CHANNELS_LAST: True}.get(self, False)
+
+
 class Device(str, Enum):
     """Where the model runs (``cuda:N`` picks one GPU; the front ends with a list offer these)."""
 
@@ -161,6 +174,11 @@ class PredictOptions:
         "auto", Precision,
         "model arithmetic: auto (bf16 autocast on GPUs and on CPUs with native bf16, else float32), bf16 or fp32",
         front_ends=(CLI, WORKER))
+    memory_format: str = option(
+        "auto", MemoryFormat,
+        "model tensor layout: auto (channels-last on a CPU, where it was measured faster; contiguous on CUDA), "
+        "channels-last or contiguous",
+        front_ends=(CLI, WORKER))
     force_gsd: bool = option(
         False, bool, "run expressions even on scenes far coarser than the GSD their category was learned at",
         front_ends=EVERYWHERE, dock="Advanced → Coarse scenes: Run anyway", processing="FORCE_GSD",
@@ -203,6 +221,11 @@ class PredictOptions:
         if unknown:
             raise TypeError(f"predict() got unexpected keyword argument(s): {', '.join(unknown)}")
         return dataclasses.replace(self, **changes).validate()
+
+    def model_settings(self) -> Dict[str, Any]:
+        """The keywords of :func:`rrsis_geo.load_model` these options choose (besides the checkpoint)."""
+        return {"device": self.device, "compile": bool(self.compile), "precision": self.precision,
+                "channels_last": MemoryFormat(self.memory_format).channels_last}
 
 
 def specs(front_end: Optional[str] = None) -> List[OptionSpec]:

@@ -474,7 +474,7 @@ def plan(
 def _load_model(options: PredictOptions) -> "Segmenter":
     from .segmenter import load_model
 
-    return load_model(options.checkpoint, options.device, compile=options.compile, precision=options.precision)
+    return load_model(options.checkpoint, **options.model_settings())
 
 
 def predict(

@@ -24,6 +24,17 @@ def test_a_model_is_loaded_once_per_checkpoint_device_and_precision(red_checkpoi
     assert cache.load(options) is not first and cache.loads == 4
 
 
+def test_the_memory_format_option_reaches_the_loaded_model(red_checkpoint):
+    cache = ModelCache(size=3)
+    options = PredictOptions(checkpoint=red_checkpoint, device="cpu")
+    auto = cache.load(options)
+    contiguous = cache.load(options.replace(memory_format="contiguous"))
+    assert contiguous is not auto and cache.loads == 2
+    assert auto.channels_last and not contiguous.channels_last  # auto: channels-last on a CPU
+    assert cache.load(options.replace(memory_format="channels-last")) is not auto  # asked, not chosen
+    assert options.replace(memory_format="channels-last").model_settings()["channels_last"] is True
+
+
 def test_a_checkpoint_rewritten_in_place_is_loaded_again(red_checkpoint, tmp_path):
     copy = shutil.copytree(red_checkpoint, tmp_path / "ckpt")
     cache = ModelCache()
