@@ -56,7 +56,9 @@ class MemoryFormat(str, Enum):
     @property
     def channels_last(self) -> Optional[bool]:
         """``load_model``'s ``channels_last``: None lets the device choose."""
-        return {MemoryFormat.AUTO: None, MemoryFormat.CHANNELS_LAST: True}.get(self, False)
+        if self is MemoryFormat.AUTO:
+            return None
+        return self is MemoryFormat.CHANNELS_LAST
 
 
 class Device(str, Enum):

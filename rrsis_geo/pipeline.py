@@ -467,7 +467,7 @@ def plan(
             check_coarse_early(sources, texts, _checkpoint_knowledge(options.checkpoint))
         from .segmenter import load_model
 
-        segmenter = load_model(options.checkpoint, options.device, precision=options.precision)
+        segmenter = load_model(options.checkpoint, **options.model_settings())
     return plan_prediction(sources, texts, segmenter, options)
 
 

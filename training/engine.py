@@ -78,7 +78,6 @@ def seed_everything(seed: int, *streams: int) -> None:
     torch.manual_seed(value)
 
 
-
 def epoch_loader(dataset, batch_size: int, sampler, workers: int, *, pin_memory: bool) -> DataLoader:
     """The training loader: whole batches in the sampler's order, ``workers`` loading processes.
 
@@ -90,6 +89,7 @@ def epoch_loader(dataset, batch_size: int, sampler, workers: int, *, pin_memory:
     per_epoch = callable(getattr(dataset, "set_epoch", None))
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, num_workers=workers,
                       pin_memory=pin_memory, persistent_workers=workers > 0 and not per_epoch, collate_fn=collate)
+
 
 class TrainForward(nn.Module):
     """Makes ``forward_train`` the ``forward`` that DDP wraps (DDP only synchronises ``forward``).
