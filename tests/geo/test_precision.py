@@ -86,3 +86,12 @@ def test_a_cpu_model_runs_channels_last_and_the_engine_feeds_it_so():
     std = torch.tensor(seg.std).view(1, 3, 1, 1)
     expected = (((raw - 10.0) / 200.0).clamp(0, 1) - mean) / std
     assert torch.allclose(x, expected, atol=1e-5)
+    # the run's buffers are kept: a shorter last batch of other values comes out right too
+    last = torch.rand(1, 3, 32, 32) * 255
+    y = normalise(last)
+    assert y.shape == (1, 3, 32, 32) and y.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(y, (((last - 10.0) / 200.0).clamp(0, 1) - mean) / std, atol=1e-5)
+    assert torch.equal(normalise(raw.to(torch.uint8)), normalise(raw.to(torch.uint8).float()))
+    seg.channels_last = False  # a model that takes NCHW gets NCHW
+    flat = _Normaliser(Source(), seg)(raw)
+    assert flat.is_contiguous() and torch.allclose(flat, expected, atol=1e-5)
