@@ -1,4 +1,5 @@
-"""What the processor can do natively, read without importing torch.
+"""What the processor can do natively and how many of its cores this process may use, read
+without importing torch.
 
 bf16 autocast only pays on a CPU that has bf16 arithmetic in hardware (AVX512-BF16 or AMX-BF16):
 there the default model's forward runs about 1.6x faster than float32; elsewhere torch emulates it,
@@ -9,6 +10,7 @@ treated as not having them (float32 is always correct).
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import FrozenSet
 
@@ -33,3 +35,12 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> FrozenSet[str]:
 def native_bf16(flags: FrozenSet[str] | None = None) -> bool:
     """True when the CPU computes in bf16 natively (``flags``: as :func:`cpu_flags` gives them)."""
     return bool(BF16_FLAGS & (cpu_flags() if flags is None else flags))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity where the system has one (``taskset``,
+    a container's or a job scheduler's cpuset), else every core of the machine."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on macOS and Windows
+        return max(1, os.cpu_count() or 1)

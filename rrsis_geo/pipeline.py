@@ -111,7 +111,9 @@ def _default_batch_size(segmenter: "Segmenter") -> int:
 def _default_readers(segmenter: "Segmenter") -> int:
     if segmenter.device.type != "cuda":
         return 1  # the CPU cores are busy with the model
-    return max(1, min(4, (os.cpu_count() or 2) // 4))
+    from .cpu import usable_cores
+
+    return max(1, min(4, usable_cores() // 4))
 
 
 @dataclass

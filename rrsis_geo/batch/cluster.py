@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict, Iterator, Optional, Tuple
 
+from ..cpu import usable_cores
 from ..errors import DependencyError, InputError
 
 
@@ -51,7 +52,7 @@ BLOCK_CACHE_MB_PER_SCENE = 256
 
 
 def worker_layout(workers: int, gpu: bool, cores: Optional[int] = None, compiled: bool = False) -> WorkerLayout:
-    """The layout of ``workers`` local workers on ``cores`` cores (default: this machine's).
+    """The layout of ``workers`` local workers on ``cores`` cores (default: the cores this process may use).
 
     On a GPU, or with a compiled model (torch.compile is not thread-safe), a worker runs one
     scene at a time and its share of the cores feeds it. On the CPU a worker runs one scene per
@@ -60,7 +61,7 @@ def worker_layout(workers: int, gpu: bool, cores: Optional[int] = None, compiled
     1.19-1.25x the scenes/s of one scene on two threads, because the default model does not keep
     two threads busy (its bare forward runs 1.57x faster on 2 threads than on 1, not 2x).
     """
-    share = max(1, (cores or os.cpu_count() or 1) // max(1, workers))
+    share = max(1, (cores or usable_cores()) // max(1, workers))
     if gpu or compiled:
         return WorkerLayout(workers, 1, share)
     scenes = min(share, MAX_SCENES_AT_ONCE)
@@ -79,6 +80,7 @@ def worker_environment(layout: WorkerLayout) -> Dict[str, str]:
     """
     import dask
 
+    _distributed()  # its defaults enter dask.config when it is imported
     environ = {k: str(v) for k, v in (dask.config.get("distributed.nanny.pre-spawn-environ") or {}).items()}
     environ.update({name: str(layout.torch_threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
     environ.pop("MALLOC_TRIM_THRESHOLD_", None)

@@ -172,6 +172,18 @@ def test_worker_layout_shares_the_cores(monkeypatch):
     assert "GDAL_CACHEMAX" not in worker_environment(WorkerLayout(1, 2, 1))  # the user's, inherited, is kept
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2,
+                    reason="needs CPU affinity and two cores to tell one core from the machine")
+def test_worker_layout_counts_only_the_cores_the_process_may_use():
+    """Under ``taskset`` or a container's cpuset the machine's core count overstates the share."""
+    script = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+              "from rrsis_geo.batch.cluster import worker_layout; print(worker_layout(1, gpu=False))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    # one scene on one thread, where os.cpu_count() would give two scenes on a core
+    assert done.stdout.strip() == "WorkerLayout(workers=1, scenes_at_once=1, torch_threads=1)"
+
+
 def test_a_killed_worker_loses_nothing_and_duplicates_nothing(worker_env, counted_checkpoint, tmp_path):
     import psutil
 
