@@ -39,7 +39,8 @@ def native_bf16(flags: FrozenSet[str] | None = None) -> bool:
 
 def usable_cores() -> int:
     """The cores this process may run on: its CPU affinity where the system has one (``taskset``,
-    a container's or a job scheduler's cpuset), else every core of the machine."""
+    cpusets as Slurm or ``docker --cpuset-cpus`` set them), else every core of the machine. A CPU
+    quota (``docker --cpus``, Kubernetes limits) is not an affinity and is not read."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # no affinity on macOS and Windows

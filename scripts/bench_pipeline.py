@@ -81,6 +81,19 @@ def write_scene_elsewhere(path: Path, size: int, gsd: float) -> Path:
     return path
 
 
+def kernel_peak_rss(pid: "int | str" = "self") -> "int | None":
+    """The kernel's record of a process's peak resident memory (``VmHWM``), in bytes; None
+    where ``/proc`` does not have it."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 class PeakRSS:
     """This process's peak resident memory inside the ``with`` block; ``peak`` in bytes.
 
@@ -96,19 +109,9 @@ class PeakRSS:
         self.process = psutil.Process()
         self.interval = interval
         self.peak = self.process.memory_info().rss
+        self._kernel = False  # the kernel's peak was reset on entry and is read on exit
         self._stop = threading.Event()
         self._thread: "threading.Thread | None" = None
-
-    @staticmethod
-    def _kernel_peak() -> "int | None":
-        try:
-            with open("/proc/self/status") as status:
-                for line in status:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return None
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -119,10 +122,10 @@ class PeakRSS:
         try:
             with open("/proc/self/clear_refs", "w") as refs:
                 refs.write("5")
-            kernel = self._kernel_peak() is not None
+            self._kernel = kernel_peak_rss() is not None
         except OSError:
-            kernel = False
-        if not kernel:
+            self._kernel = False
+        if not self._kernel:
             self._thread = threading.Thread(target=self._run, daemon=True)
             self._thread.start()
         return self
@@ -131,7 +134,8 @@ class PeakRSS:
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
-        self.peak = max(self.peak, self._kernel_peak() or 0, self.process.memory_info().rss)
+        kernel = kernel_peak_rss() if self._kernel else None
+        self.peak = max(self.peak, kernel or 0, self.process.memory_info().rss)
 
 
 def scene_batch(seg, scene: Path, batch: int, tile: int):

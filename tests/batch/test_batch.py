@@ -19,6 +19,7 @@ import pytest
 
 import rrsis_geo
 from rrsis_geo.batch.cluster import BLOCK_CACHE_MB_PER_SCENE, MAX_SCENES_AT_ONCE, WorkerLayout, worker_environment, worker_layout
+from rrsis_geo.cpu import usable_cores
 from batch_model import CALLS_ENV, DELAY_ENV, SPANS_ENV
 from geo_testdata import UTM_ORIGIN, red_square_scene, write_geotiff
 
@@ -131,7 +132,7 @@ def test_a_hundred_scenes_on_two_workers_equal_the_serial_run_and_resume_runs_no
     assert_same_polygons(out, expected)
 
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one scene per core: needs two cores")
+@pytest.mark.skipif(usable_cores() < 2, reason="one scene per core: needs two cores this process may use")
 def test_one_cpu_worker_runs_a_scene_per_core_at_once_with_one_model(worker_env, counted_checkpoint, tmp_path,
                                                                      capsys, monkeypatch):
     spans_file = tmp_path / "spans.txt"
@@ -172,7 +173,7 @@ def test_worker_layout_shares_the_cores(monkeypatch):
     assert "GDAL_CACHEMAX" not in worker_environment(WorkerLayout(1, 2, 1))  # the user's, inherited, is kept
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2,
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or usable_cores() < 2,
                     reason="needs CPU affinity and two cores to tell one core from the machine")
 def test_worker_layout_counts_only_the_cores_the_process_may_use():
     """Under ``taskset`` or a container's cpuset the machine's core count overstates the share."""

@@ -86,12 +86,17 @@ def test_a_cpu_model_runs_channels_last_and_the_engine_feeds_it_so():
     std = torch.tensor(seg.std).view(1, 3, 1, 1)
     expected = (((raw - 10.0) / 200.0).clamp(0, 1) - mean) / std
     assert torch.allclose(x, expected, atol=1e-5)
-    # the run's buffers are kept: a shorter last batch of other values comes out right too
+    # the run's buffers are kept (the next batch is written where this one was) and give exactly
+    # what fresh tensors gave: a shorter last batch of other values too
     last = torch.rand(1, 3, 32, 32) * 255
     y = normalise(last)
+    assert y.data_ptr() == x.data_ptr()
     assert y.shape == (1, 3, 32, 32) and y.is_contiguous(memory_format=torch.channels_last)
+    fresh = last.to(torch.float32, copy=True).mul_(normalise.scale).add_(normalise.shift)
+    assert torch.equal(y, fresh.clamp_(normalise.low, normalise.high).contiguous(memory_format=torch.channels_last))
     assert torch.allclose(y, (((last - 10.0) / 200.0).clamp(0, 1) - mean) / std, atol=1e-5)
-    assert torch.equal(normalise(raw.to(torch.uint8)), normalise(raw.to(torch.uint8).float()))
+    from_bytes = normalise(raw.to(torch.uint8)).clone()
+    assert torch.equal(from_bytes, normalise(raw.to(torch.uint8).float()))
     seg.channels_last = False  # a model that takes NCHW gets NCHW
     flat = _Normaliser(Source(), seg)(raw)
     assert flat.is_contiguous() and torch.allclose(flat, expected, atol=1e-5)
