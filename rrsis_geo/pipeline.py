@@ -26,6 +26,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+from .cpu import usable_cores
 from .errors import Cancelled, Fix, InputError, RasterError, VocabularyError
 from .io_utils import OutputTransaction, check_free_space, temp_path_beside
 from .raster import RasterSource, open_raster
@@ -111,8 +112,6 @@ def _default_batch_size(segmenter: "Segmenter") -> int:
 def _default_readers(segmenter: "Segmenter") -> int:
     if segmenter.device.type != "cuda":
         return 1  # the CPU cores are busy with the model
-    from .cpu import usable_cores
-
     return max(1, min(4, usable_cores() // 4))
 
 
