@@ -345,22 +345,22 @@ class _Normaliser:
         self.scale, self.shift, self.low, self.high = (t.to(device=dev, dtype=torch.float32) for t in tensors)
         self.memory_format = torch.channels_last if segmenter.channels_last else torch.contiguous_format
         self._stage: Optional[torch.Tensor] = None  # NCHW float32
-        self._out: Optional[torch.Tensor] = None  # the model's layout (the stage itself when NCHW)
+        self._out: Optional[torch.Tensor] = None  # in the model's layout; None when that is NCHW
 
-    def _buffers(self, raw: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _buffers(self, raw: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         stage = self._stage
         if stage is None or stage.shape[1:] != raw.shape[1:] or stage.shape[0] < raw.shape[0]:
             stage = self._stage = torch.empty(raw.shape, dtype=torch.float32, device=self.scale.device)
-            self._out = (stage if self.memory_format == torch.contiguous_format
-                         else torch.empty_like(stage, memory_format=self.memory_format))
+            nchw = self.memory_format == torch.contiguous_format
+            self._out = None if nchw else torch.empty_like(stage, memory_format=self.memory_format)
         n = raw.shape[0]
-        return stage[:n], self._out[:n]
+        return stage[:n], (None if self._out is None else self._out[:n])
 
     def __call__(self, raw: torch.Tensor) -> torch.Tensor:
         """``raw`` ([n, 3, T, T], any dtype) normalised; ``raw`` itself is never written."""
         stage, out = self._buffers(raw)
         stage.copy_(raw).mul_(self.scale).add_(self.shift).clamp_(self.low, self.high)
-        return out.copy_(stage) if out is not stage else stage
+        return stage if out is None else out.copy_(stage)
 
 
 def run_scene(

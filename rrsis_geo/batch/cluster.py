@@ -1,8 +1,8 @@
 """The distributed engine of batch runs: Dask's ``distributed`` (why Dask: README, "Batch runs").
 
-``open_cluster(n)`` starts ``n`` worker processes bound to 127.0.0.1 with no dashboard, laid out
-by :func:`worker_layout`, and stops them on exit; ``open_cluster(address=...)`` uses a cluster
-someone else started.
+``open_cluster(n)`` starts ``n`` worker processes bound to 127.0.0.1 with no dashboard (the HTTP
+servers Dask starts anyway serve no route), laid out by :func:`worker_layout`, and stops them on
+exit; ``open_cluster(address=...)`` uses a cluster someone else started.
 """
 
 from __future__ import annotations
@@ -118,11 +118,14 @@ def open_cluster(workers: Optional[int] = None, address: Optional[str] = None, g
     layout = worker_layout(n, gpu, compiled=compiled)
     environ = worker_environment(layout)
     # the workers' own memory guard would pause or kill a worker holding a model and a scene;
-    # the library bounds its memory itself (strips, block cache)
+    # the library bounds its memory itself (strips, block cache). Without a dashboard the
+    # scheduler and the workers still start an HTTP server (health, metrics, /info pages about
+    # the workers): it gets no routes, so it answers nothing but 404.
     with dask.config.set({"distributed.worker.memory.terminate": False, "distributed.worker.memory.pause": False,
                           "distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": 3,
                           "distributed.nanny.pre-spawn-environ": environ,
-                          "distributed.worker.profile.enabled": False}):
+                          "distributed.worker.profile.enabled": False,
+                          "distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}):
         cluster = distributed.LocalCluster(
             n_workers=n, threads_per_worker=layout.scenes_at_once, processes=True, host="127.0.0.1", dashboard_address=None,
             memory_limit=0, silence_logs=40,

@@ -185,6 +185,42 @@ def test_worker_layout_counts_only_the_cores_the_process_may_use():
     assert done.stdout.strip() == "WorkerLayout(workers=1, scenes_at_once=1, torch_threads=1)"
 
 
+def test_the_local_cluster_listens_on_127_0_0_1_only_serves_no_pages_and_stops():
+    import urllib.error
+    import urllib.request
+
+    import psutil
+
+    from rrsis_geo.batch.cluster import open_cluster
+
+    def http_status(port: int, path: str) -> int:
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10).status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    with open_cluster(2) as (client, workers, _):
+        info = client.scheduler_info()
+        assert workers == 2 and len(info["workers"]) == 2
+        addresses = [info["address"], *info["workers"], *(w["nanny"] for w in info["workers"].values())]
+        assert all(a.startswith("tcp://127.0.0.1:") for a in addresses), addresses
+        pids = [os.getpid(), *client.run(os.getpid).values()]
+        listening = [c for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.pid in pids]
+        assert len(listening) >= 3 and {c.laddr.ip for c in listening} == {"127.0.0.1"}, listening
+        # the HTTP servers distributed starts anyway (the scheduler's and one per worker) answer
+        # nothing: no dashboard, no health or metrics, no pages about the workers
+        http_ports = [info["services"]["dashboard"], *(w["services"]["dashboard"] for w in info["workers"].values())]
+        assert len(http_ports) == 3 and set(http_ports) <= {c.laddr.port for c in listening}
+        for port in http_ports:
+            for path in ("/status", "/health", "/info/main/workers.html", "/metrics"):
+                assert http_status(port, path) == 404, (port, path)
+        worker_pids = pids[1:]
+    deadline = time.monotonic() + 30
+    while any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in worker_pids):
+        assert time.monotonic() < deadline, "the cluster's workers outlived it"
+        time.sleep(0.2)
+
+
 def test_a_killed_worker_loses_nothing_and_duplicates_nothing(worker_env, counted_checkpoint, tmp_path):
     import psutil
 

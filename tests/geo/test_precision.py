@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 import pytest
+
 import torch
 
 import rrsis_geo
@@ -97,6 +99,9 @@ def test_a_cpu_model_runs_channels_last_and_the_engine_feeds_it_so():
     assert torch.allclose(y, (((last - 10.0) / 200.0).clamp(0, 1) - mean) / std, atol=1e-5)
     from_bytes = normalise(raw.to(torch.uint8)).clone()
     assert torch.equal(from_bytes, normalise(raw.to(torch.uint8).float()))
-    seg.channels_last = False  # a model that takes NCHW gets NCHW
-    flat = _Normaliser(Source(), seg)(raw)
+    # a model that takes NCHW gets the NCHW stage itself, with no second buffer or copy
+    nchw = types.SimpleNamespace(device=seg.device, mean=seg.mean, std=seg.std, channels_last=False)
+    flat_normalise = _Normaliser(Source(), nchw)
+    flat = flat_normalise(raw)
     assert flat.is_contiguous() and torch.allclose(flat, expected, atol=1e-5)
+    assert flat.data_ptr() == flat_normalise._stage.data_ptr() and flat_normalise._out is None
