@@ -105,7 +105,12 @@ def _singular(word: str) -> str:
 
 def words(text: str) -> List[str]:
     """Lower-case words with plurals folded ("Light-duty vehicles" -> light, duty, vehicle)."""
-    return [_singular(w) for w in re.findall(r"[a-z0-9]+", text.lower())]
+    return list(_folded_words(text))
+
+
+@functools.lru_cache(maxsize=8192)  # each run folds every known phrasing of the checkpoint again (~700)
+def _folded_words(text: str) -> Tuple[str, ...]:
+    return tuple(_singular(w) for w in re.findall(r"[a-z0-9]+", text.lower()))
 
 
 def _find(part: Sequence[str], whole: Sequence[str]) -> int:

@@ -213,6 +213,46 @@ def _polygons_from_shapes(features) -> Tuple[List[int], np.ndarray]:
     return values, geoms
 
 
+def _components(row0: int, probs: np.ndarray, mask: np.ndarray) -> Optional[Tuple[Dict[int, _Piece], np.ndarray, np.ndarray]]:
+    """A strip's 4-connected components of ``mask`` as pieces (pixel-coordinate polygons and
+    probability sums) by label, with the labels of the strip's first and last rows; None when
+    the mask is empty.
+
+    Labelling, sums and tracing run on the mask's bounding box only: a referring expression
+    usually marks a small part of a strip, and tracing cost grows with the pixels scanned.
+    Labels, sums and polygons are the same as over the whole strip (labels follow raster order
+    either way, sums add the same pixels in the same order, vertices are integers shifted back).
+    """
+    from affine import Affine
+    from rasterio.features import shapes
+    from scipy import ndimage
+
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return None
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    box = mask[r0:r1, c0:c1]
+    labels, count = ndimage.label(box)  # default structure: 4-connectivity, as shapes()
+    labels = labels.astype(np.int32, copy=False)
+    marked = labels[box]
+    sums = np.bincount(marked, weights=probs[r0:r1, c0:c1][box], minlength=count + 1)
+    pixels = np.bincount(marked, minlength=count + 1)
+    values, geoms = _polygons_from_shapes(
+        shapes(labels, mask=box, connectivity=4, transform=Affine.translation(c0, row0 + r0))
+    )
+    pieces: Dict[int, _Piece] = {}
+    for label, geom in zip(values, geoms):
+        piece = pieces.setdefault(label, _Piece(prob_sum=float(sums[label]), pixels=int(pixels[label])))
+        piece.polygons.append(geom)
+    width = mask.shape[1]
+    first, last = np.zeros(width, np.int32), np.zeros(width, np.int32)
+    if r0 == 0:
+        first[c0:c1] = labels[0]
+    if r1 == mask.shape[0]:
+        last[c0:c1] = labels[-1]
+    return pieces, first, last
+
+
 class PolygonAssembler:
     """Strips of one expression's probabilities -> finished polygons with their attributes."""
 
@@ -246,33 +286,18 @@ class PolygonAssembler:
     # ---- strips ----------------------------------------------------------------------------
     def add_strip(self, row0: int, probs: np.ndarray, valid: np.ndarray) -> None:
         """Add region rows ``[row0, row0 + n)``: ``probs[n, W]`` float32, ``valid[n, W]`` bool."""
-        from affine import Affine
-        from rasterio.features import shapes
-        from scipy import ndimage
-
-        mask = (probs >= self.options.threshold) & valid
-        labels, count = ndimage.label(mask)  # default structure: 4-connectivity, as shapes()
-        if count == 0:
+        found = _components(row0, probs, (probs >= self.options.threshold) & valid)
+        if found is None:
             self._close_all()
             self._prev_last_row = None
             self._finish_pending()
             return
-        labels = labels.astype(np.int32, copy=False)
-        flat = labels.ravel()
-        sums = np.bincount(flat, weights=probs.ravel().astype(np.float64), minlength=count + 1)
-        pixels = np.bincount(flat, minlength=count + 1)
-        values, geoms = _polygons_from_shapes(
-            shapes(labels, mask=labels > 0, connectivity=4, transform=Affine.translation(0, row0))
-        )
-        pieces: Dict[int, _Piece] = {}
-        for label, geom in zip(values, geoms):
-            piece = pieces.setdefault(label, _Piece(prob_sum=float(sums[label]), pixels=int(pixels[label])))
-            piece.polygons.append(geom)
+        pieces, first, last = found
 
         # join with the objects left open at the seam above
         merged: Dict[int, _Piece] = dict(pieces)
         if self._open and self._prev_last_row is not None:
-            above, below = self._prev_last_row, labels[0]
+            above, below = self._prev_last_row, first
             both = (above > 0) & (below > 0)
             pairs = np.unique(np.stack([above[both], below[both]], axis=1), axis=0) if both.any() else np.empty((0, 2), int)
             old_objects = list({id(p): p for p in self._open.values()}.values())
@@ -302,13 +327,12 @@ class PolygonAssembler:
         else:
             self._close_all()
 
-        last = labels[-1]
         touching = set(np.unique(last[last > 0]).tolist())
         self._open = {lab: merged[lab] for lab in touching}
         still_open = {id(p) for p in self._open.values()}
         done = {id(p): p for lab, p in merged.items() if lab not in touching}
         self._finished.extend(p for key, p in done.items() if key not in still_open)
-        self._prev_last_row = last.copy()
+        self._prev_last_row = last
         self._finish_pending()
 
     def close(self) -> None:

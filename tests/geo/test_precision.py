@@ -77,6 +77,7 @@ def test_a_cpu_model_runs_channels_last_and_the_engine_feeds_it_so():
 
     class Source:
         stretch = ((10.0, 210.0),) * 3
+        read_dtype = "float32"
 
     normalise = _Normaliser(Source(), seg)
     raw = torch.rand(2, 3, 32, 32) * 255
@@ -94,11 +95,21 @@ def test_a_cpu_model_runs_channels_last_and_the_engine_feeds_it_so():
     y = normalise(last)
     assert y.data_ptr() == x.data_ptr()
     assert y.shape == (1, 3, 32, 32) and y.is_contiguous(memory_format=torch.channels_last)
-    fresh = last.to(torch.float32, copy=True).mul_(normalise.scale).add_(normalise.shift)
-    assert torch.equal(y, fresh.clamp_(normalise.low, normalise.high).contiguous(memory_format=torch.channels_last))
+    assert torch.equal(y, _Normaliser(Source(), seg)(last)), "kept buffers give what fresh ones give"
     assert torch.allclose(y, (((last - 10.0) / 200.0).clamp(0, 1) - mean) / std, atol=1e-5)
     from_bytes = normalise(raw.to(torch.uint8)).clone()
     assert torch.equal(from_bytes, normalise(raw.to(torch.uint8).float()))
+    # 8-bit values under the full-range stretch cannot leave 0..1: no clamp pass, the same values
+    class Bytes:
+        stretch = ((0.0, 255.0),) * 3
+        read_dtype = "uint8"
+
+    every = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).expand(1, 3, 16, 16)
+    unclamped = _Normaliser(Bytes(), seg)
+    assert normalise.clamp and not unclamped.clamp
+    z = unclamped(every)
+    assert torch.allclose(z, (every / 255.0 - mean) / std, rtol=0, atol=1e-6)
+    assert torch.equal(z, z.clamp(unclamped.low, unclamped.high))
     # a model that takes NCHW gets the NCHW stage itself, with no second buffer or copy
     nchw = types.SimpleNamespace(device=seg.device, mean=seg.mean, std=seg.std, channels_last=False)
     flat_normalise = _Normaliser(Source(), nchw)

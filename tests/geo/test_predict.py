@@ -2,6 +2,8 @@
 
 import math
 import sqlite3
+import threading
+import time
 
 import geopandas as gpd
 import numpy as np
@@ -307,6 +309,36 @@ def test_keyboard_interrupt_mid_run_leaves_nothing(tmp_path, red_segmenter):
     with pytest.raises(KeyboardInterrupt):
         rrsis_geo.predict(path, "red", segmenter=red_segmenter, batch_size=2, output=tmp_path / "o.gpkg",
                           mask_out=tmp_path / "m.tif", progress=interrupt)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_model_that_fails_mid_run_stops_the_readers_at_once(tmp_path, red_segmenter, monkeypatch):
+    from rrsis_geo import engine
+
+    path = write_geotiff(tmp_path / "s.tif", red_square_scene(400, 400, slice(20, 60), slice(20, 60)))
+    before = snapshot(tmp_path)
+    calls = []
+    model = red_segmenter.probabilities
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("the model failed")
+        return model(*args, **kwargs)
+
+    def slow_read(*args, **kwargs):
+        time.sleep(0.005)  # so that a reader is inside a batch, between tiles, when the model fails
+        return read(*args, **kwargs)
+
+    read = engine.read_pixels
+    monkeypatch.setattr(engine, "read_pixels", slow_read)
+    monkeypatch.setattr(red_segmenter, "probabilities", failing)
+    started = time.perf_counter()
+    with pytest.raises(RuntimeError, match="the model failed"):
+        rrsis_geo.predict(path, "red", segmenter=red_segmenter, batch_size=4, output=tmp_path / "o.gpkg")
+    # the readers stop with the run (they are joined with a 10 s timeout), nothing is left behind
+    assert time.perf_counter() - started < 5
+    assert not [t for t in threading.enumerate() if t.name.startswith("rrsis-reader")]
     assert snapshot(tmp_path) == before
 
 

@@ -1,4 +1,4 @@
-"""Areas in square metres for any CRS, and GeoPackage layer names."""
+"""Areas in square metres for any CRS, a strip's components, and GeoPackage layer names."""
 
 import numpy as np
 import pyproj
@@ -7,7 +7,14 @@ import shapely
 from shapely.geometry import box
 from shapely.geometry.polygon import orient
 
-from rrsis_geo.vectorize import AreaMeter, layer_names
+from affine import Affine
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from rasterio.features import shapes
+from scipy import ndimage
+
+from rrsis_geo.vectorize import AreaMeter, _components, layer_names
 
 
 def geodesic_area(geom, crs) -> float:
@@ -53,3 +60,30 @@ def test_layer_names_are_sanitised_and_unique():
     names = layer_names(["Building along the road!", "building along  the road", "3 trees", "", "é"])
     assert names == ["building_along_the_road", "building_along_the_road_2", "e_3_trees", "expression", "expression_2"]
     assert all(len(n) <= 48 for n in layer_names(["x" * 200]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays(np.bool_, st.tuples(st.integers(1, 24), st.integers(1, 24))),
+    st.integers(0, 10_000),
+    st.integers(0, 2**32 - 1),
+)
+def test_a_strip_is_traced_on_its_marked_box_exactly_as_on_the_whole_strip(mask, row0, seed):
+    probs = np.random.default_rng(seed).random(mask.shape, dtype=np.float32)
+    found = _components(row0, probs, mask)
+    # the reference: label, sum and trace the whole strip
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        assert found is None
+        return
+    pieces, first, last = found
+    labels = labels.astype(np.int32)
+    sums = np.bincount(labels.ravel(), weights=probs.ravel().astype(np.float64), minlength=count + 1)
+    traced = {}
+    for geojson, label in shapes(labels, mask=labels > 0, connectivity=4, transform=Affine.translation(0, row0)):
+        traced.setdefault(int(label), []).append(shapely.geometry.shape(geojson))
+    assert np.array_equal(first, labels[0]) and np.array_equal(last, labels[-1])
+    assert sorted(pieces) == sorted(traced) == list(range(1, count + 1))
+    for label, piece in pieces.items():
+        assert piece.prob_sum == sums[label] and piece.pixels == (labels == label).sum()
+        assert shapely.to_wkb(piece.polygons).tolist() == shapely.to_wkb(traced[label]).tolist()
