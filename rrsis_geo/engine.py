@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from .errors import Cancelled, WindowReadError, cancel_requested
 from .raster import (
+    FULL_BYTE_RANGE,
     RasterSource,
     Window,
     block_cache_budget,
@@ -333,7 +334,7 @@ class _Normaliser:
 
     def __init__(self, source: RasterSource, segmenter: Segmenter) -> None:
         dev = segmenter.device
-        stretch = source.stretch or ((0.0, 255.0),) * 3
+        stretch = source.stretch or FULL_BYTE_RANGE
 
         def column(values) -> torch.Tensor:
             return torch.tensor(list(values), dtype=torch.float64).view(1, 3, 1, 1)
@@ -347,7 +348,7 @@ class _Normaliser:
         self.scale, self.shift, self.low, self.high = (t.to(device=dev, dtype=torch.float32) for t in tensors)
         # 8-bit values under the full-range stretch cannot leave 0..1: the clamp would be a no-op
         full_range = all(lo <= 0.0 and hi >= 255.0 for lo, hi in stretch)
-        self.clamp = not (source.read_dtype == "uint8" and full_range)
+        self.needs_clamp = not (source.read_dtype == "uint8" and full_range)
         self.memory_format = torch.channels_last if segmenter.channels_last else torch.contiguous_format
         self._stage: Optional[torch.Tensor] = None  # NCHW float32
         self._out: Optional[torch.Tensor] = None  # in the model's layout; None when that is NCHW
@@ -366,7 +367,7 @@ class _Normaliser:
         stage, out = self._buffers(raw)
         # (torch.addcmul would fuse these two passes but rounds differently: fused multiply-add)
         stage.copy_(raw).mul_(self.scale).add_(self.shift)
-        if self.clamp:
+        if self.needs_clamp:
             stage.clamp_(self.low, self.high)
         return stage if out is None else out.copy_(stage)
 

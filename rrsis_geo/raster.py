@@ -5,10 +5,10 @@ opens its own: rasterio dataset handles are not thread-safe). Pixels are only ev
 windows; the whole scene is never loaded.
 
 The stretch maps raw values to 0..1 per band as ``clip((value - low) / (high - low), 0, 1)``:
-8-bit bands are used as is (low 0, high 255; without nodata nothing is read to open them); other
-types use the 2nd and 98th percentile of the band's valid pixels, estimated on a decimated read
-(an overview when the file has one, the whole region decimated up to 2048 px, else a grid of
-small windows spread over the scene). Applying it is the engine's job (on the device).
+8-bit bands are used as is (low 0, high 255; without nodata or a mask nothing is read to open
+them); other types use the 2nd and 98th percentile of the band's valid pixels, estimated on a
+decimated read (an overview when the file has one; else the whole region decimated to 1024 px
+when it is at most 2048 px, and a grid of small windows spread over larger ones). Applying it is the engine's job (on the device).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ BBox = Tuple[float, float, float, float]
 NATIVE_DTYPES = ("uint8", "int16", "uint16", "int32", "float32")
 
 STRETCH_PERCENTILES = (2.0, 98.0)
-_FULL_BYTE_RANGE = ((0.0, 255.0),) * 3  # the stretch of 8-bit bands
+FULL_BYTE_RANGE = ((0.0, 255.0),) * 3  # the stretch of 8-bit bands
 _SAMPLE_TARGET = 1024  # longer side of the decimated read used for statistics
 
 #: GDAL virtual file systems and URL schemes that reach over a network
@@ -459,9 +459,9 @@ def _compute_stretch(ds, source: RasterSource, skip: bool = False) -> Optional[T
     if source.dtype == "uint8" and not source.has_mask:
         # Fixed stretch and every pixel valid: nothing to learn from the pixels, so none are read
         # (a full decode of scenes up to 2048 px, ~1 % of their run). A damaged block then ends
-        # the run when the reader meets it, as it always did in larger scenes, whose opening read
-        # is only a grid of small windows.
-        return _FULL_BYTE_RANGE
+        # the run when the reader meets it, as it always did in larger scenes without overviews,
+        # whose opening read is only a grid of small windows.
+        return FULL_BYTE_RANGE
     values, valid = _sample(ds, source, skip)
     if not valid.any():
         if not region_has_valid_pixels(ds, source, skip=skip):
@@ -472,7 +472,7 @@ def _compute_stretch(ds, source: RasterSource, skip: bool = False) -> Optional[T
         # valid pixels exist but the decimated read missed them: fall back to the type's range
         valid = np.ones(values.shape[1], bool)
     if source.dtype == "uint8":
-        return _FULL_BYTE_RANGE
+        return FULL_BYTE_RANGE
     out = []
     picked = values[:, valid].astype(np.float64)
     for band in picked:

@@ -213,7 +213,9 @@ def _polygons_from_shapes(features) -> Tuple[List[int], np.ndarray]:
     return values, geoms
 
 
-def _components(row0: int, probs: np.ndarray, mask: np.ndarray) -> Optional[Tuple[Dict[int, _Piece], np.ndarray, np.ndarray]]:
+def _components(
+    row0: int, probs: np.ndarray, mask: np.ndarray
+) -> Optional[Tuple[Dict[int, _Piece], np.ndarray, np.ndarray]]:
     """A strip's 4-connected components of ``mask`` as pieces (pixel-coordinate polygons and
     probability sums) by label, with the labels of the strip's first and last rows; None when
     the mask is empty.

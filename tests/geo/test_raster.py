@@ -74,6 +74,21 @@ def test_16_bit_stretch_uses_2_and_98_percentiles_of_valid_pixels(tmp_path):
         assert high == pytest.approx(2960, abs=15)
 
 
+def test_8_bit_scenes_are_read_at_opening_only_when_nodata_can_hide_pixels(tmp_path, monkeypatch):
+    # the stretch of 8-bit bands is fixed: without nodata there is nothing to learn from a read
+    from rrsis_geo import raster
+
+    sampled = []
+    real_sample = raster._sample
+    monkeypatch.setattr(raster, "_sample", lambda *a, **k: sampled.append(1) or real_sample(*a, **k))
+    data = np.full((3, 40, 40), 100, np.uint8)
+    assert open_raster(write_geotiff(tmp_path / "plain.tif", data)).stretch == raster.FULL_BYTE_RANGE
+    assert sampled == []
+    data[:, :, :10] = 0
+    assert open_raster(write_geotiff(tmp_path / "nodata.tif", data, nodata=0)).stretch == raster.FULL_BYTE_RANGE
+    assert sampled == [1]  # the valid pixels are checked (an all-nodata scene is refused)
+
+
 def test_nodata_pixels_are_masked_when_reading_windows(tmp_path):
     data = np.full((3, 40, 40), 100, np.uint8)
     data[:, :, :10] = 0

@@ -4,15 +4,14 @@ import numpy as np
 import pyproj
 import pytest
 import shapely
-from shapely.geometry import box
-from shapely.geometry.polygon import orient
-
 from affine import Affine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from rasterio.features import shapes
 from scipy import ndimage
+from shapely.geometry import box
+from shapely.geometry.polygon import orient
 
 from rrsis_geo.vectorize import AreaMeter, _components, layer_names
 
@@ -83,7 +82,8 @@ def test_a_strip_is_traced_on_its_marked_box_exactly_as_on_the_whole_strip(mask,
     for geojson, label in shapes(labels, mask=labels > 0, connectivity=4, transform=Affine.translation(0, row0)):
         traced.setdefault(int(label), []).append(shapely.geometry.shape(geojson))
     assert np.array_equal(first, labels[0]) and np.array_equal(last, labels[-1])
-    assert sorted(pieces) == sorted(traced) == list(range(1, count + 1))
+    # in the same order too: it is the order of the GeoPackage's features
+    assert list(pieces) == list(traced) and sorted(pieces) == list(range(1, count + 1))
     for label, piece in pieces.items():
         assert piece.prob_sum == sums[label] and piece.pixels == (labels == label).sum()
         assert shapely.to_wkb(piece.polygons).tolist() == shapely.to_wkb(traced[label]).tolist()
