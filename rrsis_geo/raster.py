@@ -8,7 +8,8 @@ The stretch maps raw values to 0..1 per band as ``clip((value - low) / (high - l
 8-bit bands are used as is (low 0, high 255; without nodata or a mask nothing is read to open
 them); other types use the 2nd and 98th percentile of the band's valid pixels, estimated on a
 decimated read (an overview when the file has one; else the whole region decimated to 1024 px
-when it is at most 2048 px, and a grid of small windows spread over larger ones). Applying it is the engine's job (on the device).
+when it is at most 2048 px, and a grid of small windows spread over larger ones). Applying it is
+the engine's job (on the device).
 """
 
 from __future__ import annotations

@@ -107,9 +107,8 @@ def test_a_cpu_model_runs_channels_last_and_the_engine_feeds_it_so():
     every = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).expand(1, 3, 16, 16)
     unclamped = _Normaliser(Bytes(), seg)
     assert normalise.needs_clamp and not unclamped.needs_clamp
-    Bytes.stretch = ((10.0, 210.0),) * 3  # 8-bit under a narrower stretch leaves 0..1: clamped
-    assert _Normaliser(Bytes(), seg).needs_clamp
-    Bytes.stretch = ((0.0, 255.0),) * 3
+    narrow = types.SimpleNamespace(stretch=((10.0, 210.0),) * 3, read_dtype="uint8")
+    assert _Normaliser(narrow, seg).needs_clamp  # 8-bit under a narrower stretch leaves 0..1
     z = unclamped(every)
     assert torch.allclose(z, (every / 255.0 - mean) / std, rtol=0, atol=1e-6)
     assert torch.equal(z, z.clamp(unclamped.low, unclamped.high))
