@@ -328,8 +328,8 @@ class _Normaliser:
     format; the clamp is left out where values cannot leave its bounds (8-bit, full-range
     stretch: for the default model it changes none of the 256 values, bit for bit). Both steps
     write into buffers kept for the whole run, so the returned tensor is only valid until the
-    next call: fresh 6 MB tensors per batch cost ~3 000 page faults and 4.9 ms
-    for 8 uint8 tiles of 256 px on 2 cores, against 1.2–1.4 ms into kept buffers (same values).
+    next call: fresh 6 MB tensors per batch cost ~3 000 page faults and 4.9 ms for 8 uint8 tiles
+    of 256 px on 2 cores, against 1.2–1.4 ms into kept buffers (same values).
     """
 
     def __init__(self, source: RasterSource, segmenter: Segmenter) -> None:

@@ -6,7 +6,6 @@ import types
 from pathlib import Path
 
 import pytest
-
 import torch
 
 import rrsis_geo
@@ -65,56 +64,73 @@ def test_bf16_keeps_the_text_and_the_layers_that_read_the_image_in_float32():
         assert encoder.stage(0, images).dtype == torch.float32
 
 
-def test_a_cpu_model_runs_channels_last_and_the_engine_feeds_it_so():
+def _source(low: float, high: float, dtype: str) -> types.SimpleNamespace:
+    """A stand-in for the engine's RasterSource: what the normaliser reads of it."""
+    return types.SimpleNamespace(stretch=((low, high),) * 3, read_dtype=dtype)
+
+
+def _expected(raw: torch.Tensor, seg, low: float, high: float) -> torch.Tensor:
+    mean, std = torch.tensor(seg.mean).view(1, 3, 1, 1), torch.tensor(seg.std).view(1, 3, 1, 1)
+    return (((raw - low) / (high - low)).clamp(0, 1) - mean) / std
+
+
+@pytest.fixture(scope="module")
+def cpu_default():
+    return rrsis_geo.load_model(DEFAULT, device="cpu", precision="bf16")
+
+
+def test_a_cpu_model_runs_channels_last_and_the_engine_feeds_it_so(cpu_default):
     # channels-last measured faster on a CPU in both precisions (README, Benchmarks); the engine
     # normalises straight into that layout, never in place
     from rrsis_geo.engine import _Normaliser
 
-    seg = rrsis_geo.load_model(DEFAULT, device="cpu", precision="bf16")
+    seg = cpu_default
     assert seg.channels_last
     weight = next(p for p in seg.model.parameters() if p.ndim == 4)
     assert weight.is_contiguous(memory_format=torch.channels_last)
-
-    class Source:
-        stretch = ((10.0, 210.0),) * 3
-        read_dtype = "float32"
-
-    normalise = _Normaliser(Source(), seg)
     raw = torch.rand(2, 3, 32, 32) * 255
     kept = raw.clone()
-    x = normalise(raw)
+    x = _Normaliser(_source(10.0, 210.0, "float32"), seg)(raw)
     assert x.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(raw, kept), "the reader's buffer must not be normalised in place"
-    mean = torch.tensor(seg.mean).view(1, 3, 1, 1)
-    std = torch.tensor(seg.std).view(1, 3, 1, 1)
-    expected = (((raw - 10.0) / 200.0).clamp(0, 1) - mean) / std
-    assert torch.allclose(x, expected, atol=1e-5)
-    # the run's buffers are kept (the next batch is written where this one was) and give exactly
-    # what fresh tensors gave: a shorter last batch of other values too
+    assert torch.allclose(x, _expected(raw, seg, 10.0, 210.0), atol=1e-5)
+
+
+def test_the_normaliser_keeps_its_buffers_for_the_run(cpu_default):
+    # the next batch is written where this one was, and gives exactly what fresh buffers give:
+    # a shorter last batch of other values too
+    from rrsis_geo.engine import _Normaliser
+
+    seg, source = cpu_default, _source(10.0, 210.0, "float32")
+    normalise = _Normaliser(source, seg)
+    raw = torch.rand(2, 3, 32, 32) * 255
+    x = normalise(raw)
     last = torch.rand(1, 3, 32, 32) * 255
     y = normalise(last)
     assert y.data_ptr() == x.data_ptr()
     assert y.shape == (1, 3, 32, 32) and y.is_contiguous(memory_format=torch.channels_last)
-    assert torch.equal(y, _Normaliser(Source(), seg)(last)), "kept buffers give what fresh ones give"
-    assert torch.allclose(y, (((last - 10.0) / 200.0).clamp(0, 1) - mean) / std, atol=1e-5)
+    assert torch.equal(y, _Normaliser(source, seg)(last)), "kept buffers give what fresh ones give"
+    assert torch.allclose(y, _expected(last, seg, 10.0, 210.0), atol=1e-5)
     from_bytes = normalise(raw.to(torch.uint8)).clone()
     assert torch.equal(from_bytes, normalise(raw.to(torch.uint8).float()))
-    # 8-bit values under the full-range stretch cannot leave 0..1: no clamp pass, the same values
-    class Bytes:
-        stretch = ((0.0, 255.0),) * 3
-        read_dtype = "uint8"
-
-    every = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).expand(1, 3, 16, 16)
-    unclamped = _Normaliser(Bytes(), seg)
-    assert normalise.needs_clamp and not unclamped.needs_clamp
-    narrow = types.SimpleNamespace(stretch=((10.0, 210.0),) * 3, read_dtype="uint8")
-    assert _Normaliser(narrow, seg).needs_clamp  # 8-bit under a narrower stretch leaves 0..1
-    z = unclamped(every)
-    assert torch.allclose(z, (every / 255.0 - mean) / std, rtol=0, atol=1e-6)
-    assert torch.equal(z, z.clamp(unclamped.low, unclamped.high))
     # a model that takes NCHW gets the NCHW stage itself, with no second buffer or copy
     nchw = types.SimpleNamespace(device=seg.device, mean=seg.mean, std=seg.std, channels_last=False)
-    flat_normalise = _Normaliser(Source(), nchw)
+    flat_normalise = _Normaliser(source, nchw)
     flat = flat_normalise(raw)
-    assert flat.is_contiguous() and torch.allclose(flat, expected, atol=1e-5)
+    assert flat.is_contiguous() and torch.allclose(flat, _expected(raw, seg, 10.0, 210.0), atol=1e-5)
     assert flat.data_ptr() == flat_normalise._stage.data_ptr() and flat_normalise._out is None
+
+
+def test_the_normaliser_clamps_only_where_values_can_leave_0_1(cpu_default):
+    from rrsis_geo.engine import _Normaliser
+
+    seg = cpu_default
+    assert _Normaliser(_source(10.0, 210.0, "float32"), seg).needs_clamp
+    assert _Normaliser(_source(10.0, 210.0, "uint8"), seg).needs_clamp  # a narrower 8-bit stretch
+    # 8-bit values under the full-range stretch cannot leave 0..1: no clamp pass, the same values
+    unclamped = _Normaliser(_source(0.0, 255.0, "uint8"), seg)
+    assert not unclamped.needs_clamp
+    every = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).expand(1, 3, 16, 16)
+    z = unclamped(every)
+    assert torch.allclose(z, _expected(every.float(), seg, 0.0, 255.0), rtol=0, atol=1e-6)
+    assert torch.equal(z, z.clamp(unclamped.low, unclamped.high))
